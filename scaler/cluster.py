@@ -1,0 +1,116 @@
+"""Getting a Dask client: a LocalCluster bound to 127.0.0.1, or an existing
+scheduler by address. This is the only module that creates clusters."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import warnings
+from typing import Any
+from urllib.parse import urlparse
+
+from scaler.config import ClusterConfig
+
+__all__ = ["connect", "resolve_address", "current_client"]
+
+log = logging.getLogger("scaler")
+
+
+def current_client() -> Any | None:
+    """The Dask client of this context, or ``None`` when there is none."""
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def resolve_address(explicit: str | None = None, config: ClusterConfig | None = None) -> str:
+    """The scheduler address to use, by precedence: ``explicit`` (the
+    ``--scheduler`` flag), ``[cluster] address``, ``DASK_SCHEDULER_ADDRESS``;
+    an empty string means "start a LocalCluster"."""
+    if explicit:
+        return explicit
+    if config is not None and config.address:
+        return config.address
+    return os.environ.get("DASK_SCHEDULER_ADDRESS", "")
+
+
+def _warn_if_insecure(address: str) -> None:
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    host = parsed.hostname or ""
+    if parsed.scheme != "tcp":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        warnings.warn(
+            f"Connecting to {address} over plain tcp://: the connection is neither "
+            "authenticated nor encrypted. Use a tls:// scheduler with certificates "
+            "for anything beyond a trusted network.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def connect(
+    address: str | None = None,
+    *,
+    config: ClusterConfig | None = None,
+    timeout: str = "30s",
+) -> Any:
+    """Return a ``distributed.Client``.
+
+    With an address (argument, ``config.address`` or the
+    ``DASK_SCHEDULER_ADDRESS`` environment variable) it connects to that
+    scheduler; otherwise it starts a LocalCluster whose scheduler, workers
+    and dashboard listen on 127.0.0.1 only. Close the client (or use it as a
+    context manager) to stop a cluster it started.
+
+    Examples
+    --------
+    >>> from scaler import connect
+    >>> with connect() as client:  # doctest: +SKIP
+    ...     print(client.dashboard_link)
+    """
+    from distributed import Client, LocalCluster
+
+    config = config or ClusterConfig()
+    address = resolve_address(address, config)
+    if address:
+        _warn_if_insecure(address)
+        try:
+            return Client(address, timeout=timeout)
+        except OSError as e:
+            raise OSError(
+                f"Could not reach the Dask scheduler at {address} within {timeout}: {e}. "
+                "Check that it runs and that the address (tcp://HOST:PORT) is right, "
+                "or leave [cluster] address empty to start a local cluster."
+            ) from e
+    kwargs: dict[str, Any] = dict(
+        n_workers=config.n_workers,
+        threads_per_worker=config.threads_per_worker,
+        memory_limit=config.memory_limit,
+        processes=config.processes,
+        dashboard_address="127.0.0.1:0" if config.dashboard else None,
+    )
+    if config.processes:
+        kwargs["host"] = "127.0.0.1"
+    cluster = LocalCluster(**kwargs)
+    client = Client(cluster)
+    client._scaler_owns_cluster = True  # closed with the client by the pipeline
+    if config.dashboard:
+        log.info("Dask dashboard: %s", client.dashboard_link)
+    return client
+
+
+def close(client: Any) -> None:
+    """Close ``client`` and the LocalCluster behind it if :func:`connect` started it."""
+    cluster = client.cluster if getattr(client, "_scaler_owns_cluster", False) else None
+    client.close()
+    if cluster is not None:
+        cluster.close()

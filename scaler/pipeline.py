@@ -1,0 +1,602 @@
+"""Orchestration: config -> read -> statistics -> transform -> train ->
+evaluate -> save. No maths and no storage code of its own.
+
+The data is read twice: once for all statistics at the same time (row
+counts, scaling and PCA moments, categories, classes) and once to transform
+it into the (small) model features, which stay in cluster memory for
+training and evaluation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaler import storage
+from scaler.bundle import load_bundle, save_bundle
+from scaler.cluster import close, connect, current_client
+from scaler.config import RunConfig, load_config, redact
+from scaler.errors import DataError
+from scaler.evaluate import evaluate
+from scaler.model import Model, encode_labels
+from scaler.preprocess import Moments, Preprocessor, ScalePCA, tree_merge
+from scaler.train import train_booster, xgb_params
+
+__all__ = ["run", "predict", "RunResult", "PredictResult", "resolve_columns"]
+
+log = logging.getLogger("scaler")
+
+TRAIN, VALID, HOLDOUT = 0, 1, 2
+LABEL, PART = "__label__", "__part__"
+MAX_CLASSES = 1000
+
+
+# ------------------------------------------------------------------ columns
+def _kind(dtype: Any) -> str:
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return "numeric"
+    if (
+        isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+    ):
+        return "categorical"
+    return "unsupported"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a partition function needs, resolved from config + schema."""
+
+    target: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    key: str | None
+    task: str
+    holdout: float
+    valid_fraction: float
+    seed: int
+    split_column: str | None
+    max_categories: int
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.numeric) + list(self.categorical)
+
+    @property
+    def columns(self) -> list[str]:
+        cols = [self.target, *self.features]
+        for c in (self.key, self.split_column):
+            if c and c not in cols:
+                cols.append(c)
+        return cols
+
+
+def resolve_columns(dtypes: pd.Series, cfg: RunConfig) -> Spec:
+    """Check the schema against the config and sort the columns by role.
+
+    Raises :class:`DataError` naming any missing or unusable column and
+    listing the available ones.
+    """
+    d, url = cfg.data, redact(cfg.data.url)
+    available = [str(c) for c in dtypes.index]
+    listing = ", ".join(available)
+
+    def need(cols: list[str], what: str) -> None:
+        missing = [c for c in cols if c not in available]
+        if missing:
+            raise DataError(
+                f"{what} {missing} not found in {url!r}. Available columns: {listing}. "
+                "Fix the name in the config."
+            )
+
+    need([d.target], "Target column")
+    if d.key:
+        need([d.key], "Key column ([data] key)")
+    if cfg.split.column:
+        need([cfg.split.column], "Split column ([split] column)")
+    need(list(d.exclude), "Excluded column(s)")
+    if d.features is not None:
+        need(list(d.features), "Feature column(s)")
+        features = list(d.features)
+    else:
+        skip = {d.target, d.key, cfg.split.column, *d.exclude}
+        features = [c for c in available if c not in skip]
+    features = [c for c in features if c not in set(d.exclude)]
+    if not features:
+        raise DataError(
+            f"No feature columns left in {url!r} after removing the target, key and "
+            f"exclude. Available columns: {listing}."
+        )
+    numeric, categorical, unsupported = [], [], []
+    for c in features:
+        k = _kind(dtypes[c])
+        (numeric if k == "numeric" else categorical if k == "categorical" else unsupported).append(c)
+    if unsupported:
+        raise DataError(
+            f"Column(s) {unsupported} of {url!r} have unsupported dtype(s) "
+            f"{[str(dtypes[c]) for c in unsupported]}. Convert them to numbers or strings, "
+            "or list them in [data] exclude."
+        )
+    task = cfg.task
+    tdtype = dtypes[d.target]
+    if task == "regression" and (
+        not pd.api.types.is_numeric_dtype(tdtype) or pd.api.types.is_bool_dtype(tdtype)
+    ):
+        raise DataError(
+            f"Target column {d.target!r} has dtype {tdtype}, but objective "
+            f"{cfg.model.objective!r} is a regression and needs a numeric target. Use "
+            "objective = 'binary:logistic' or 'multi:softprob' for classes, or convert the "
+            "target to numbers."
+        )
+    pca = cfg.preprocess.pca
+    if isinstance(pca, int) and not isinstance(pca, bool) and pca > len(numeric):
+        raise DataError(
+            f"[preprocess] pca = {pca} is larger than the number of numeric features "
+            f"({len(numeric)}) in {url!r}. Set pca to at most {len(numeric)}, use a variance "
+            "fraction such as pca = 0.95, or pca = false."
+        )
+    return Spec(
+        target=d.target,
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        key=d.key,
+        task=task,
+        holdout=cfg.split.holdout,
+        valid_fraction=cfg.model.valid_fraction if cfg.model.early_stopping or cfg.model.valid_fraction else 0.0,
+        seed=cfg.split.seed,
+        split_column=cfg.split.column,
+        max_categories=cfg.preprocess.max_categories,
+    )
+
+
+# ------------------------------------------------------------ partition work
+def assign_split(df: pd.DataFrame, spec: Spec) -> np.ndarray:
+    """TRAIN / VALID / HOLDOUT per row, from a seeded hash of the row's key
+    (or of all its used values): the same rows whatever the partitioning
+    and the number of workers."""
+    if len(df) == 0:
+        return np.empty(0, dtype=np.int8)
+    cols = [spec.key] if spec.key else [c for c in spec.columns if c != spec.split_column]
+    h = pd.util.hash_pandas_object(
+        df[cols], index=False, hash_key=f"scaler{spec.seed:010d}"[-16:]
+    ).to_numpy()
+    u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    part = np.full(len(df), TRAIN, dtype=np.int8)
+    if spec.split_column:
+        marked = df[spec.split_column].fillna(False).astype(bool).to_numpy()
+        part[(~marked) & (u < spec.valid_fraction)] = VALID
+        part[marked] = HOLDOUT
+        return part
+    h_cut = spec.holdout
+    v_cut = h_cut + (1.0 - h_cut) * spec.valid_fraction
+    part[u < v_cut] = VALID
+    part[u < h_cut] = HOLDOUT
+    return part
+
+
+@dataclass
+class Scan:
+    """Statistics gathered in the first pass, mergeable across partitions."""
+
+    rows: int = 0
+    missing_target: int = 0
+    parts: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
+    moments: Moments | None = None
+    categories: dict[str, set[str]] = field(default_factory=dict)
+    classes: set[Any] = field(default_factory=set)
+
+    def merge(self, other: Scan) -> Scan:
+        moments = (
+            other.moments
+            if self.moments is None
+            else self.moments
+            if other.moments is None
+            else self.moments.merge(other.moments)
+        )
+        cats = {k: self.categories.get(k, set()) | other.categories.get(k, set()) for k in self.categories | other.categories}
+        return Scan(
+            self.rows + other.rows,
+            self.missing_target + other.missing_target,
+            self.parts + other.parts,
+            moments,
+            cats,
+            self.classes | other.classes,
+        )
+
+
+def _present(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    return df[df[spec.target].notna()]
+
+
+def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
+    """First-pass statistics of one partition."""
+    out = Scan(rows=len(df))
+    kept = _present(df, spec)
+    out.missing_target = len(df) - len(kept)
+    part = assign_split(kept, spec)
+    out.parts = np.bincount(part, minlength=3).astype(np.int64)
+    train = kept[part == TRAIN]
+    if spec.numeric:
+        out.moments = Moments.of(train[list(spec.numeric)].to_numpy(dtype=np.float64, na_value=np.nan))
+    for c in spec.categorical:
+        vals = train[c].dropna().unique()
+        out.categories[c] = {str(v) for v in vals[: spec.max_categories + 1]}
+    if spec.task != "regression":
+        vals = kept[spec.target].unique()
+        out.classes = set(pd.Series(vals).tolist()[: MAX_CLASSES + 1])
+    return out
+
+
+def featurize_partition(
+    df: pd.DataFrame, spec: Spec, pre: Preprocessor, classes: list[Any]
+) -> pd.DataFrame:
+    """Second pass: raw partition -> model features, label, split (and key)."""
+    kept = _present(df, spec)
+    feats = pre.transform_frame(kept)
+    if spec.task == "regression":
+        feats[LABEL] = kept[spec.target].to_numpy(dtype=np.float64)
+    else:
+        feats[LABEL] = encode_labels(kept[spec.target], classes).astype(np.float32)
+    feats[PART] = assign_split(kept, spec)
+    if spec.key:
+        feats[spec.key] = kept[spec.key].to_numpy()
+    return feats
+
+
+def score_holdout(df: pd.DataFrame, model: Model, spec: Spec) -> pd.DataFrame:
+    """Predictions for transformed holdout rows, with the label restored."""
+    pred = model._raw_predict(df)
+    out = model._output_frame(pred, df.index)
+    lab = df[LABEL].to_numpy()
+    if spec.task == "regression":
+        target = lab
+    else:
+        target = pd.Index(model.classes).take(lab.astype(np.int64)).to_numpy()
+    front = {}
+    if spec.key:
+        front[spec.key] = df[spec.key].to_numpy()
+    front[spec.target] = target
+    front[LABEL] = lab
+    return pd.concat([pd.DataFrame(front, index=df.index), out], axis=1)
+
+
+# ------------------------------------------------------------------ results
+@dataclass
+class RunResult:
+    """What a run produced: the model, its holdout metrics and where things went."""
+
+    model: Model
+    metrics: dict[str, float]
+    timings: dict[str, float]
+    counts: dict[str, int]
+    bundle_url: str
+    predictions_url: str
+    config: RunConfig
+
+    def summary(self) -> str:
+        lines = ["Stage timings (s):"]
+        for k, v in self.timings.items():
+            lines.append(f"  {k:<10} {v:8.2f}")
+        lines.append("Rows: " + ", ".join(f"{k}={v:,}" for k, v in self.counts.items()))
+        lines.append(
+            "Holdout metrics: "
+            + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.metrics.items())
+        )
+        lines.append(f"Model bundle:       {redact(self.bundle_url)}")
+        lines.append(f"Scored holdout:     {redact(self.predictions_url)}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"RunResult(metrics={self.metrics}, bundle_url={redact(self.bundle_url)!r})"
+
+
+@contextlib.contextmanager
+def _client_for(cfg: RunConfig, client: Any, scheduler: str | None) -> Iterator[Any]:
+    if client is not None:
+        with client.as_current():
+            yield client
+        return
+    if scheduler is None:
+        existing = current_client()
+        if existing is not None:
+            yield existing
+            return
+    started = connect(scheduler, config=cfg.cluster)
+    try:
+        with started.as_current():
+            yield started
+    finally:
+        close(started)
+
+
+class _Timer:
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.timings: dict[str, float] = {}
+        self.echo = echo
+
+    @contextlib.contextmanager
+    def stage(self, name: str, what: str) -> Iterator[None]:
+        self.echo(f"[{name}] {what}...")
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+        self.echo(f"[{name}] done in {self.timings[name]:.2f} s")
+
+
+def _sorted_values(values: set[Any]) -> list[Any]:
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=lambda v: (type(v).__name__, str(v)))
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def run(
+    config: Any,
+    *,
+    client: Any = None,
+    scheduler: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run the whole pipeline of ``config`` (a :class:`RunConfig`, a dict or
+    a TOML path) and return a :class:`RunResult`.
+
+    ``client`` is used when given; otherwise the current Dask client, or a
+    cluster started from ``[cluster]`` (closed at the end). Every config and
+    schema check happens before any data is read, and nothing is written
+    before the model is trained and evaluated.
+
+    Examples
+    --------
+    >>> import scaler
+    >>> result = scaler.run("config.toml")  # doctest: +SKIP
+    >>> result.metrics["auc"]  # doctest: +SKIP
+    """
+    import dask
+    from distributed import wait
+
+    cfg = load_config(config)
+    echo = echo or (lambda msg: log.info(msg))
+    timer = _Timer(echo)
+    d = cfg.data
+    t_start = time.perf_counter()
+
+    # Everything that can be checked without reading data pages.
+    df = storage.read_dataset(d.url, filters=d.filters, storage_options=d.storage_options)
+    spec = resolve_columns(df.dtypes, cfg)
+    df = df[spec.columns]
+    input_dtypes = {c: str(df.dtypes[c]) for c in spec.features}
+
+    with _client_for(cfg, client, scheduler) as cl:
+        # ---- pass 1: every statistic at once
+        with timer.stage("scan", "reading data and computing statistics"):
+            parts = [dask.delayed(scan_partition)(p, spec) for p in df.to_delayed()]
+            scan: Scan = dask.compute(tree_merge(parts, Scan.merge))[0]
+        counts = {
+            "rows_read": int(scan.rows),
+            "missing_target_dropped": int(scan.missing_target),
+            "train": int(scan.parts[TRAIN]),
+            "valid": int(scan.parts[VALID]),
+            "holdout": int(scan.parts[HOLDOUT]),
+        }
+        _check_counts(counts, cfg)
+        classes: list[Any] = []
+        if spec.task != "regression":
+            classes = [_py(v) for v in _sorted_values(scan.classes)]
+            _check_classes(classes, cfg)
+        categories = {}
+        for c in spec.categorical:
+            vals = scan.categories.get(c, set())
+            if len(vals) > spec.max_categories:
+                raise DataError(
+                    f"Column {c!r} has more than {spec.max_categories} distinct values in the "
+                    "training rows; as a categorical feature that is too many. Exclude it "
+                    "([data] exclude), or raise [preprocess] max_categories."
+                )
+            categories[c] = sorted(vals)
+
+        # ---- fit scaling + PCA on the training rows
+        sp = None
+        if spec.numeric and (cfg.preprocess.scale or cfg.preprocess.pca is not False):
+            sp = ScalePCA(
+                scale=cfg.preprocess.scale,
+                n_components=None if cfg.preprocess.pca is False else cfg.preprocess.pca,
+                method=cfg.preprocess.method,
+                batch_size=cfg.preprocess.batch_size,
+            )
+            if cfg.preprocess.method == "incremental" and sp.n_components is not None:
+                with timer.stage("fit", "fitting dask-ml StandardScaler + IncrementalPCA"):
+                    train_num = df.map_partitions(
+                        _train_numeric, spec, meta=df._meta[list(spec.numeric)].astype(np.float64)
+                    )
+                    sp.fit(train_num)
+            else:
+                assert scan.moments is not None
+                sp._fit_moments(scan.moments, list(spec.numeric))
+        pre = Preprocessor(list(spec.numeric), list(spec.categorical), categories, sp)
+
+        # ---- pass 2: features for training and evaluation, kept on the cluster
+        with timer.stage("transform", "transforming features"):
+            meta = pre.meta()
+            meta[LABEL] = np.array([], dtype=np.float64 if spec.task == "regression" else np.float32)
+            meta[PART] = np.array([], dtype=np.int8)
+            if spec.key:
+                meta[spec.key] = df._meta[spec.key]
+            feats = df.map_partitions(featurize_partition, spec, pre, classes, meta=meta)
+            feats = feats.persist()
+            wait(feats)
+
+        # ---- train
+        fcols = pre.output_columns
+        params, rounds = xgb_params(cfg.model, task=spec.task, n_classes=len(classes))
+        with timer.stage("train", f"training XGBoost ({cfg.model.kind}, {rounds} round(s))"):
+            tr = feats[feats[PART] == TRAIN]
+            va = feats[feats[PART] == VALID] if counts["valid"] else None
+            result = train_booster(
+                cl,
+                tr[fcols],
+                tr[LABEL],
+                params=params,
+                rounds=rounds,
+                X_valid=va[fcols] if va is not None else None,
+                y_valid=va[LABEL] if va is not None else None,
+                early_stopping=cfg.model.early_stopping if cfg.model.kind == "xgboost" else 0,
+            )
+        model = Model(
+            preprocessor=pre,
+            booster=result.booster,
+            task=spec.task,
+            target=spec.target,
+            classes=classes,
+            key=spec.key,
+            input_dtypes=input_dtypes,
+        )
+
+        # ---- evaluate on the holdout, on the cluster
+        with timer.stage("evaluate", "scoring the holdout and computing metrics"):
+            ho = feats[feats[PART] == HOLDOUT]
+            smeta = score_holdout(meta.iloc[:0], model, spec)
+            scored = ho.map_partitions(score_holdout, model, spec, meta=smeta).persist()
+            wait(scored)
+            pred_cols = {
+                "binary": ["probability"],
+                "multiclass": [f"proba_{c}" for c in classes],
+                "regression": ["prediction"],
+            }[spec.task]
+            metrics = evaluate(scored, task=spec.task, label=LABEL, pred_cols=pred_cols)
+
+        # ---- write: scored holdout, then the bundle (its manifest last)
+        out = cfg.output
+        bundle_url = storage.join(out.url, "model")
+        preds_url = storage.join(out.url, "holdout_predictions")
+        with timer.stage("write", "writing the scored holdout and the model bundle"):
+            storage.write_parquet(
+                scored.drop(columns=[LABEL]), preds_url, storage_options=out.storage_options
+            )
+            timings = dict(timer.timings)
+            timings["total"] = round(time.perf_counter() - t_start, 3)
+            model.info = {
+                "kind": cfg.model.kind,
+                "objective": cfg.model.objective,
+                "metrics": metrics,
+                "counts": counts,
+                "timings": timings,
+                "best_iteration": result.best_iteration,
+                "rounds": result.rounds_trained,
+                "params": params,
+                "config": cfg.to_dict(),
+                "history": result.history,
+            }
+            if sp is not None and sp.explained_variance_ratio_ is not None:
+                model.info["explained_variance_ratio"] = sp.explained_variance_ratio_.tolist()
+            save_bundle(model, bundle_url, storage_options=out.storage_options)
+        timings = dict(timer.timings)
+        timings["total"] = round(time.perf_counter() - t_start, 3)
+        model.info["timings"] = timings
+    return RunResult(model, metrics, timings, counts, bundle_url, preds_url, cfg)
+
+
+def _train_numeric(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    kept = _present(df, spec)
+    part = assign_split(kept, spec)
+    return kept.loc[part == TRAIN, list(spec.numeric)].astype(np.float64)
+
+
+def _check_counts(counts: dict[str, int], cfg: RunConfig) -> None:
+    url = redact(cfg.data.url)
+    if counts["rows_read"] == 0:
+        hint = " after the filters" if cfg.data.filters else ""
+        raise DataError(
+            f"No rows in {url!r}{hint}. Check [data] filters {cfg.data.filters!r} and the URL."
+        )
+    kept = counts["train"] + counts["valid"] + counts["holdout"]
+    if kept == 0:
+        raise DataError(
+            f"Every row of {url!r} has a missing target {cfg.data.target!r}; nothing to train on."
+        )
+    if counts["train"] == 0:
+        raise DataError(
+            f"The split left no training rows ({kept} rows in all). Lower [split] holdout or "
+            "[model] valid_fraction, or provide more data."
+        )
+    if counts["holdout"] == 0:
+        raise DataError(
+            f"The split left no holdout rows ({kept} rows in all). Raise [split] holdout or "
+            "provide more data."
+        )
+
+
+def _check_classes(classes: list[Any], cfg: RunConfig) -> None:
+    t = cfg.data.target
+    if len(classes) > MAX_CLASSES:
+        raise DataError(
+            f"Target {t!r} has more than {MAX_CLASSES} distinct values; that is not a "
+            "classification target. Use a regression objective such as 'reg:squarederror'."
+        )
+    if cfg.task == "binary" and len(classes) != 2:
+        fix = (
+            "Use objective = 'multi:softprob' for more than two classes."
+            if len(classes) > 2
+            else "A classifier needs at least two classes in the data."
+        )
+        raise DataError(
+            f"Objective 'binary:logistic' needs exactly 2 classes in target {t!r}; found "
+            f"{len(classes)}: {classes[:10]}. {fix}"
+        )
+    if cfg.task == "multiclass" and len(classes) < 2:
+        raise DataError(f"Target {t!r} has {len(classes)} class(es); a classifier needs 2 or more.")
+
+
+# ------------------------------------------------------------------ predict
+@dataclass
+class PredictResult:
+    """Where predictions went and how many rows were scored."""
+
+    url: str
+    rows: int
+    seconds: float
+
+
+def predict(
+    bundle_url: str,
+    data_url: str,
+    out_url: str,
+    *,
+    client: Any = None,
+    scheduler: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    out_storage_options: dict[str, Any] | None = None,
+    bundle_storage_options: dict[str, Any] | None = None,
+    filters: list[Any] | None = None,
+    cluster: Any = None,
+) -> PredictResult:
+    """Score the Parquet data at ``data_url`` with the bundle at
+    ``bundle_url`` and write partitioned Parquet to ``out_url``: the key
+    column (when the model has one and the data holds it) and the
+    predictions. Nothing is written unless every partition scored."""
+    from distributed import wait
+
+    from scaler.config import ClusterConfig
+
+    t0 = time.perf_counter()
+    model = load_bundle(bundle_url, storage_options=bundle_storage_options)
+    df = storage.read_dataset(data_url, filters=filters, storage_options=storage_options)
+    model.check_columns(list(map(str, df.columns)), where=f"The data at {redact(data_url)!r}")
+    cfg = RunConfig(cluster=cluster or ClusterConfig())
+    with _client_for(cfg, client, scheduler):
+        scored = model.predict(df).persist()
+        wait(scored)
+        rows = storage.write_parquet(scored, out_url, storage_options=out_storage_options)
+    return PredictResult(out_url, rows, round(time.perf_counter() - t0, 3))
+

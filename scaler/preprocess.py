@@ -1,0 +1,593 @@
+"""Scaling and PCA as one fitted object, plus the column handling around it.
+
+The default ``method="covariance"`` makes one lazy pass over the data: each
+partition yields its count, sums and cross-products (in float64, shifted by
+its own mean for accuracy, with missing values tracked), partitions merge
+pairwise in a tree, and the eigendecomposition of the small p x p covariance
+gives the components. The result equals scikit-learn's ``StandardScaler``
+followed by ``PCA`` fitted in memory. ``method="incremental"`` uses dask-ml's
+``StandardScaler`` and ``IncrementalPCA`` over batches instead.
+
+Missing numeric values are ignored by the scaling statistics (as
+scikit-learn does). Without PCA they reach XGBoost as missing values; with
+PCA they are imputed with the column mean before projection (PCA needs
+complete rows), and the covariance is that of the imputed data.
+
+The maths here is pure NumPy; nothing touches storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaler.errors import DataError
+
+__all__ = ["ScalePCA", "Moments", "Preprocessor", "encode_categorical"]
+
+STATE_VERSION = 1
+
+
+# --------------------------------------------------------------------- moments
+@dataclass
+class Moments:
+    """Mergeable second-order statistics of a block of rows.
+
+    All sums are of ``Y = X - shift`` with missing entries set to 0; ``zm``
+    and ``mm`` are ``Z^T M`` and ``M^T M`` for the missing mask ``M`` (None
+    when nothing is missing), which keeps the algebra exact when the shift
+    moves and when the missing entries are later imputed with the mean.
+    """
+
+    n: int
+    shift: np.ndarray
+    count: np.ndarray
+    s1: np.ndarray
+    zz: np.ndarray
+    zm: np.ndarray | None = None
+    mm: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Moments:
+        """Moments of the rows of ``x`` (2-D, any float dtype, NaN = missing)."""
+        x = np.asarray(x, dtype=np.float64)
+        n, p = x.shape
+        miss = np.isnan(x)
+        any_missing = bool(miss.any())
+        count = n - miss.sum(axis=0) if any_missing else np.full(p, n, dtype=np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shift = np.nansum(x, axis=0) / np.maximum(count, 1) if n else np.zeros(p)
+        shift = np.where(np.isfinite(shift), shift, 0.0)
+        z = x - shift
+        if any_missing:
+            z[miss] = 0.0
+        s1 = z.sum(axis=0)
+        zz = z.T @ z
+        if any_missing:
+            mf = miss.astype(np.float64)
+            return cls(n, shift, count.astype(np.int64), s1, zz, z.T @ mf, mf.T @ mf)
+        return cls(n, shift, count.astype(np.int64), s1, zz)
+
+    @property
+    def mean(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.shift + self.s1 / self.count
+
+    def shifted(self, new_shift: np.ndarray) -> Moments:
+        """The same statistics expressed around ``new_shift``."""
+        d = self.shift - new_shift
+        p = d.shape[0]
+        zm = self.zm if self.zm is not None else np.zeros((p, p))
+        mm = self.mm if self.mm is not None else np.zeros((p, p))
+        missing = (self.n - self.count).astype(np.float64)
+        a = self.s1[:, None] - zm  # Z^T W, W = 1 - M
+        ww = self.n - missing[:, None] - missing[None, :] + mm  # W^T W
+        ad = a * d[None, :]
+        zz = self.zz + ad + ad.T + d[:, None] * ww * d[None, :]
+        s1 = self.s1 + self.count * d
+        new_zm = None
+        if self.zm is not None:
+            new_zm = zm + d[:, None] * (missing[None, :] - mm)
+        return Moments(self.n, np.array(new_shift, dtype=np.float64), self.count, s1, zz, new_zm, self.mm)
+
+    def merge(self, other: Moments) -> Moments:
+        """Statistics of the union of both blocks' rows."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        total = self.count + other.count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            target = (self.count * self.mean + other.count * other.mean) / total
+        target = np.where(total > 0, target, 0.0)
+        target = np.where(np.isfinite(target), target, self.shift)
+        a, b = self.shifted(target), other.shifted(target)
+        zm = mm = None
+        if a.zm is not None or b.zm is not None:
+            p = target.shape[0]
+            zm = (a.zm if a.zm is not None else 0) + (b.zm if b.zm is not None else np.zeros((p, p)))
+            mm = (a.mm if a.mm is not None else 0) + (b.mm if b.mm is not None else np.zeros((p, p)))
+        return Moments(a.n + b.n, target, total, a.s1 + b.s1, a.zz + b.zz, zm, mm)
+
+    @classmethod
+    def empty(cls, p: int) -> Moments:
+        return cls(0, np.zeros(p), np.zeros(p, dtype=np.int64), np.zeros(p), np.zeros((p, p)))
+
+
+def _is_constant(var: np.ndarray, mean: np.ndarray, n: np.ndarray) -> np.ndarray:
+    # The bound scikit-learn uses for "this variance is rounding noise".
+    eps = np.finfo(np.float64).eps
+    upper = n * eps * var + (n * mean * eps) ** 2
+    return var <= upper
+
+
+# -------------------------------------------------------------------- ScalePCA
+class ScalePCA:
+    """Standard scaling followed by PCA, fitted on Dask or in-memory data.
+
+    Parameters
+    ----------
+    scale : bool, default=True
+        Divide centred features by their standard deviation.
+    n_components : int, float or None, default=None
+        Components to keep: an int >= 1, a fraction in (0, 1) of variance to
+        explain, or None for no PCA (scaling only).
+    method : {"covariance", "incremental"}, default="covariance"
+        One exact pass over the data, or dask-ml's IncrementalPCA.
+    batch_size : int or None, default=None
+        Rows per batch for ``method="incremental"``.
+
+    Attributes
+    ----------
+    n_features_in_, feature_names_in_, n_samples_seen_, mean_, var_,
+    scale_, components_, explained_variance_, explained_variance_ratio_,
+    n_components_
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scaler import ScalePCA
+    >>> X = np.random.default_rng(0).normal(size=(100, 5))
+    >>> sp = ScalePCA(n_components=2).fit(X)
+    >>> sp.transform(X).shape
+    (100, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: bool = True,
+        n_components: int | float | None = None,
+        method: str = "covariance",
+        batch_size: int | None = None,
+    ) -> None:
+        self.scale = scale
+        self.n_components = n_components
+        self.method = method
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------- checking
+    def _check_params(self, n_features: int) -> None:
+        k = self.n_components
+        if k is not None and not isinstance(k, bool):
+            if isinstance(k, (int, np.integer)):
+                if k < 1:
+                    raise ValueError(
+                        f"The 'n_components' parameter of ScalePCA must be an int >= 1, "
+                        f"a float in (0, 1) or None. Got {k} instead."
+                    )
+                if k > n_features:
+                    raise DataError(
+                        f"PCA with {k} components needs at least {k} numeric features; the data "
+                        f"has {n_features}. Lower [preprocess] pca to at most {n_features}, "
+                        "or use a variance fraction such as pca = 0.95."
+                    )
+            elif not (0.0 < float(k) < 1.0):
+                raise ValueError(
+                    f"The 'n_components' parameter of ScalePCA must be an int >= 1, "
+                    f"a float in (0, 1) or None. Got {k} instead."
+                )
+        elif isinstance(k, bool):
+            raise ValueError(
+                f"The 'n_components' parameter of ScalePCA must be an int >= 1, "
+                f"a float in (0, 1) or None. Got {k} instead."
+            )
+        if self.method not in ("covariance", "incremental"):
+            raise ValueError(
+                "The 'method' parameter of ScalePCA must be 'covariance' or 'incremental'. "
+                f"Got {self.method!r} instead."
+            )
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, X: Any, y: Any = None) -> ScalePCA:
+        """Fit on a Dask DataFrame/Array, a pandas DataFrame or a NumPy array
+        of numeric columns."""
+        names = _column_names(X)
+        n_features = len(names) if names is not None else int(X.shape[1])
+        self._check_params(n_features)
+        if self.method == "incremental" and self.n_components is not None:
+            return self._fit_incremental(X, names)
+        moments = _compute_moments(X)
+        return self._fit_moments(moments, names)
+
+    def _fit_moments(self, m: Moments, names: list[str] | None) -> ScalePCA:
+        p = m.shift.shape[0]
+        self._check_params(p)
+        names = names if names is not None else [f"x{i}" for i in range(p)]
+        if m.n == 0:
+            raise DataError("Cannot fit scaling/PCA on zero rows. Check the filters and the split.")
+        empty = [names[i] for i in np.flatnonzero(m.count == 0)]
+        if empty:
+            raise DataError(
+                f"Column(s) {empty} have no values in the training rows (all missing). "
+                "Exclude them with [data] exclude."
+            )
+        centred = m.shifted(m.mean)
+        mean = centred.shift
+        var = np.diag(centred.zz) / m.count
+        bad = [names[i] for i in np.flatnonzero(~np.isfinite(mean) | ~np.isfinite(var))]
+        if bad:
+            raise DataError(
+                f"Column(s) {bad} contain infinite values (inf or -inf). Replace or filter "
+                "them before training, or exclude the columns with [data] exclude."
+            )
+        var = np.maximum(var, 0.0)
+        scale = np.sqrt(var)
+        scale[_is_constant(var, mean, m.count.astype(np.float64))] = 1.0
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.n_features_in_ = p
+        self.n_samples_seen_ = int(m.n)
+        self.mean_ = mean
+        self.var_ = var
+        self.scale_ = scale if self.scale else np.ones(p)
+        self.components_ = None
+        self.explained_variance_ = None
+        self.explained_variance_ratio_ = None
+        self.n_components_ = p
+        if self.n_components is not None:
+            if m.n < 2:
+                raise DataError("PCA needs at least 2 training rows.")
+            # Covariance of the mean-imputed data (imputed entries are 0 once centred).
+            cov = centred.zz / (m.n - 1)
+            s = self.scale_
+            cov = cov / s[:, None] / s[None, :]
+            evals, evecs = np.linalg.eigh(cov)
+            order = np.argsort(evals)[::-1]
+            evals = np.maximum(evals[order], 0.0)
+            evecs = evecs[:, order].T
+            self._set_components(evecs, evals, float(evals.sum()))
+        return self
+
+    def _set_components(self, comps: np.ndarray, evals: np.ndarray, total: float) -> None:
+        ratio = evals / total if total > 0 else np.zeros_like(evals)
+        k = self.n_components
+        if isinstance(k, float):
+            k = int(np.searchsorted(np.cumsum(ratio), k, side="right") + 1)
+            k = min(k, len(evals))
+        k = int(k)  # type: ignore[arg-type]
+        comps = comps[:k].copy()
+        # Same sign convention as scikit-learn's svd_flip(u_based_decision=False).
+        idx = np.argmax(np.abs(comps), axis=1)
+        signs = np.sign(comps[np.arange(k), idx])
+        signs[signs == 0] = 1.0
+        self.components_ = comps * signs[:, None]
+        self.explained_variance_ = evals[:k].copy()
+        self.explained_variance_ratio_ = ratio[:k].copy()
+        self.n_components_ = k
+
+    def _fit_incremental(self, X: Any, names: list[str] | None) -> ScalePCA:
+        import dask.array as da
+        import dask.dataframe as dd
+        from dask_ml.decomposition import IncrementalPCA
+        from dask_ml.preprocessing import StandardScaler
+
+        if isinstance(X, dd.DataFrame):
+            arr = X.to_dask_array(lengths=True).astype(np.float64)
+        elif isinstance(X, da.Array):
+            arr = X.astype(np.float64)
+        else:
+            arr = da.from_array(np.asarray(X, dtype=np.float64))
+        arr = arr.rechunk({1: -1})
+        p = int(arr.shape[1])
+        names = names if names is not None else [f"x{i}" for i in range(p)]
+        ss = StandardScaler(with_std=self.scale).fit(arr)
+        mean = np.asarray(ss.mean_, dtype=np.float64)
+        var = np.asarray(ss.var_, dtype=np.float64)
+        bad = [names[i] for i in np.flatnonzero(~np.isfinite(mean) | ~np.isfinite(var))]
+        if bad:
+            raise DataError(
+                f"Column(s) {bad} contain missing or infinite values, which "
+                "method='incremental' cannot handle. Use method='covariance' (imputes the "
+                "mean) or clean the data."
+            )
+        scale = np.asarray(ss.scale_, dtype=np.float64) if self.scale else np.ones(p)
+        scale = np.where(scale == 0, 1.0, scale)
+        n = int(arr.shape[0])
+        k = self.n_components
+        ipca = IncrementalPCA(
+            n_components=int(k) if isinstance(k, int) else None,
+            batch_size=self.batch_size,
+            svd_solver="full",
+        )
+        ipca.fit((arr - mean) / scale)
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.n_features_in_ = p
+        self.n_samples_seen_ = n
+        self.mean_ = mean
+        self.var_ = var
+        self.scale_ = scale
+        total = float(np.sum(var / scale**2) * n / (n - 1))
+        comps = np.asarray(ipca.components_, dtype=np.float64)
+        evals = np.asarray(ipca.explained_variance_, dtype=np.float64)
+        self._set_components(comps, evals, total)
+        return self
+
+    # ----------------------------------------------------------- transform
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "mean_"):
+            raise ValueError("This ScalePCA instance is not fitted yet. Call 'fit' first.")
+
+    def transform_array(self, x: np.ndarray) -> np.ndarray:
+        """Transform an in-memory 2-D array (float32 out)."""
+        self._check_fitted()
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features_in_:
+            raise DataError(
+                f"Expected {self.n_features_in_} numeric feature columns, got array of shape "
+                f"{x.shape}."
+            )
+        if self.components_ is None:
+            if not self.scale:
+                return x.astype(np.float32)
+            return ((x - self.mean_) / self.scale_).astype(np.float32)
+        z = (x - self.mean_) / self.scale_
+        np.nan_to_num(z, copy=False, nan=0.0)  # mean imputation
+        return (z @ self.components_.T).astype(np.float32)
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the output columns."""
+        self._check_fitted()
+        if self.components_ is None:
+            return [str(n) for n in self.feature_names_in_]
+        return [f"pc{i + 1}" for i in range(self.n_components_)]
+
+    def transform(self, X: Any) -> Any:
+        """Transform data of the type given to ``fit`` (lazily for Dask)."""
+        import dask.array as da
+        import dask.dataframe as dd
+
+        self._check_fitted()
+        names = self.output_names
+        if isinstance(X, dd.DataFrame):
+            cols = [str(c) for c in self.feature_names_in_]
+            meta = pd.DataFrame({n: np.array([], dtype=np.float32) for n in names})
+            return X[cols].map_partitions(
+                _transform_frame, self, cols, names, meta=meta, enforce_metadata=False
+            )
+        if isinstance(X, da.Array):
+            X = X.rechunk({1: -1})
+            return X.map_blocks(
+                self.transform_array,
+                dtype=np.float32,
+                chunks=(X.chunks[0], (len(names),)),
+            )
+        if isinstance(X, pd.DataFrame):
+            cols = [str(c) for c in self.feature_names_in_]
+            return _transform_frame(X[cols], self, cols, names)
+        return self.transform_array(np.asarray(X))
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        return self.fit(X).transform(X)
+
+    # -------------------------------------------------------------- state
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able parameters and a dict of float64 arrays (for ``.npy``)."""
+        self._check_fitted()
+        meta = {
+            "scale": bool(self.scale),
+            "n_components": self.n_components,
+            "method": self.method,
+            "batch_size": self.batch_size,
+            "feature_names_in": [str(n) for n in self.feature_names_in_],
+            "n_samples_seen": int(self.n_samples_seen_),
+            "n_components_fitted": int(self.n_components_),
+            "has_pca": self.components_ is not None,
+        }
+        arrays = {"mean": self.mean_, "var": self.var_, "scale": self.scale_}
+        if self.components_ is not None:
+            arrays["components"] = self.components_
+            arrays["explained_variance"] = self.explained_variance_
+            arrays["explained_variance_ratio"] = self.explained_variance_ratio_
+        return meta, {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ScalePCA:
+        """Rebuild a fitted object from :meth:`get_state` output."""
+        obj = cls(
+            scale=meta["scale"],
+            n_components=meta["n_components"],
+            method=meta["method"],
+            batch_size=meta["batch_size"],
+        )
+        p = len(meta["feature_names_in"])
+        obj.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
+        obj.n_features_in_ = p
+        obj.n_samples_seen_ = meta["n_samples_seen"]
+        for name in ("mean", "var", "scale"):
+            if arrays[name].shape != (p,):
+                raise ValueError(f"{name} has shape {arrays[name].shape}, expected ({p},)")
+        obj.mean_, obj.var_, obj.scale_ = arrays["mean"], arrays["var"], arrays["scale"]
+        obj.n_components_ = meta["n_components_fitted"]
+        if meta["has_pca"]:
+            k = obj.n_components_
+            if arrays["components"].shape != (k, p):
+                raise ValueError(
+                    f"components has shape {arrays['components'].shape}, expected ({k}, {p})"
+                )
+            obj.components_ = arrays["components"]
+            obj.explained_variance_ = arrays["explained_variance"]
+            obj.explained_variance_ratio_ = arrays["explained_variance_ratio"]
+        else:
+            obj.components_ = obj.explained_variance_ = obj.explained_variance_ratio_ = None
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as one JSON-able dict (arrays as lists; floats round-trip exactly)."""
+        meta, arrays = self.get_state()
+        return {**meta, "arrays": {k: v.tolist() for k, v in arrays.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScalePCA:
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in d["arrays"].items()}
+        return cls.from_state(d, arrays)
+
+    def __repr__(self) -> str:
+        params = f"scale={self.scale}, n_components={self.n_components!r}, method={self.method!r}"
+        if hasattr(self, "mean_"):
+            pca = (
+                f"{self.n_components_} components, "
+                f"{float(np.sum(self.explained_variance_ratio_)):.1%} of variance"
+                if self.components_ is not None
+                else "no PCA"
+            )
+            return f"ScalePCA({params}) fitted on {self.n_samples_seen_:,} rows x {self.n_features_in_} features: {pca}"
+        return f"ScalePCA({params})"
+
+
+def _column_names(X: Any) -> list[str] | None:
+    cols = getattr(X, "columns", None)
+    return [str(c) for c in cols] if cols is not None else None
+
+
+def _frame_to_array(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    return df[cols].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _transform_frame(df: pd.DataFrame, sp: ScalePCA, cols: list[str], names: list[str]) -> pd.DataFrame:
+    out = sp.transform_array(_frame_to_array(df, cols))
+    return pd.DataFrame(out, columns=names, index=df.index)
+
+
+def _moments_of_block(block: Any) -> Moments:
+    if isinstance(block, pd.DataFrame):
+        return Moments.of(block.to_numpy(dtype=np.float64, na_value=np.nan))
+    return Moments.of(np.asarray(block, dtype=np.float64))
+
+
+def tree_merge(items: list[Any], merge: Any, split_every: int = 8) -> Any:
+    """Merge delayed items pairwise-ish in a tree of fan-in ``split_every``."""
+    import dask
+
+    items = list(items)
+    while len(items) > 1:
+        items = [
+            dask.delayed(_merge_many)(items[i : i + split_every], merge)
+            for i in range(0, len(items), split_every)
+        ]
+    return items[0]
+
+
+def _merge_many(parts: list[Any], merge: Any) -> Any:
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = merge(acc, p)
+    return acc
+
+
+def _compute_moments(X: Any) -> Moments:
+    import dask
+    import dask.array as da
+    import dask.dataframe as dd
+
+    if isinstance(X, dd.DataFrame):
+        blocks = [dask.delayed(_moments_of_block)(b) for b in X.to_delayed()]
+        return dask.compute(tree_merge(blocks, Moments.merge))[0]
+    if isinstance(X, da.Array):
+        X = X.rechunk({1: -1})
+        blocks = [dask.delayed(_moments_of_block)(b) for b in X.to_delayed().ravel()]
+        return dask.compute(tree_merge(blocks, Moments.merge))[0]
+    return _moments_of_block(X)
+
+
+# -------------------------------------------------------------- categoricals
+def encode_categorical(values: pd.Series, categories: list[str]) -> pd.Categorical:
+    """Values as a Categorical with exactly ``categories`` (strings); values
+    never seen in training become missing."""
+    cats = pd.Index(categories, dtype=object)
+    as_str = values.astype(object).where(values.notna(), None)
+    as_str = as_str.map(lambda v: None if v is None else str(v))
+    codes = cats.get_indexer(as_str.to_numpy(dtype=object))
+    return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype="str"))
+
+
+@dataclass
+class Preprocessor:
+    """The fitted column handling of a run: numeric columns through
+    :class:`ScalePCA`, string/categorical columns to fixed categories."""
+
+    numeric: list[str]
+    categorical: list[str]
+    categories: dict[str, list[str]]
+    scaler_pca: ScalePCA | None
+
+    @property
+    def output_columns(self) -> list[str]:
+        num = self.scaler_pca.output_names if self.scaler_pca is not None else list(self.numeric)
+        return num + list(self.categorical)
+
+    @property
+    def input_columns(self) -> list[str]:
+        return list(self.numeric) + list(self.categorical)
+
+    def transform_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Input columns of a pandas frame -> model features (float32 + categories)."""
+        out: dict[str, Any] = {}
+        if self.numeric:
+            x = _frame_to_array(df, self.numeric)
+            if self.scaler_pca is not None:
+                y = self.scaler_pca.transform_array(x)
+                names = self.scaler_pca.output_names
+            else:
+                y = x.astype(np.float32)
+                names = list(self.numeric)
+            for i, name in enumerate(names):
+                out[name] = y[:, i]
+        for c in self.categorical:
+            out[c] = encode_categorical(df[c], self.categories[c])
+        return pd.DataFrame(out, index=df.index)
+
+    def meta(self) -> pd.DataFrame:
+        """An empty frame with the output dtypes (for Dask's ``meta``)."""
+        cols: dict[str, Any] = {}
+        num = self.scaler_pca.output_names if self.scaler_pca is not None else list(self.numeric)
+        for n in num:
+            cols[n] = np.array([], dtype=np.float32)
+        for c in self.categorical:
+            cols[c] = pd.Categorical.from_codes(
+                [], categories=pd.Index(self.categories[c], dtype="str")
+            )
+        return pd.DataFrame(cols)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "categories": {k: list(v) for k, v in self.categories.items()},
+            "scaler_pca": None,
+        }
+        arrays: dict[str, np.ndarray] = {}
+        if self.scaler_pca is not None:
+            meta["scaler_pca"], arrays = self.scaler_pca.get_state()
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Preprocessor:
+        if meta.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported preprocess state version {meta.get('version')!r}")
+        sp = ScalePCA.from_state(meta["scaler_pca"], arrays) if meta["scaler_pca"] else None
+        return cls(meta["numeric"], meta["categorical"], meta["categories"], sp)
