@@ -466,16 +466,21 @@ def _check_type(value: Any, tp: Any, *, where: str) -> Any:
 _SECRET_KEYS = re.compile(r"(secret|token|password|passwd|credential|key_id|access_key|session)", re.I)
 
 
-def redact(obj: Any) -> Any:
+def redact(obj: Any, *, _options: bool = False) -> Any:
     """A copy of ``obj`` with secrets (storage credentials, passwords in
     URLs) replaced by ``"***"``, fit for logs and manifests."""
     if isinstance(obj, dict):
-        return {
-            k: ("***" if isinstance(k, str) and _SECRET_KEYS.search(k) and v else redact(v))
-            for k, v in obj.items()
-        }
-    if isinstance(obj, list):
-        return [redact(v) for v in obj]
+        out = {}
+        for k, v in obj.items():
+            ks = str(k)
+            secret = bool(_SECRET_KEYS.search(ks)) or (_options and ks in ("key", "username"))
+            if secret and v:
+                out[k] = "***"
+            else:
+                out[k] = redact(v, _options=_options or ks == "storage_options")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [redact(v, _options=_options) for v in obj]
     if isinstance(obj, str):
         return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", obj)
     return obj

@@ -89,11 +89,11 @@ class Model:
         out: dict[str, Any] = {}
         if self.task == "binary":
             idx = (pred > 0.5).astype(np.int64)
-            out["prediction"] = pd.Index(self.classes).take(idx).to_numpy()
+            out["prediction"] = pd.Index(self.classes).take(idx).array
             out["probability"] = pred.astype(np.float32)
         elif self.task == "multiclass":
             idx = np.argmax(pred, axis=1) if len(pred) else np.empty(0, dtype=np.int64)
-            out["prediction"] = pd.Index(self.classes).take(idx).to_numpy()
+            out["prediction"] = pd.Index(self.classes).take(idx).array
             for j, c in enumerate(self.classes):
                 out[f"proba_{c}"] = pred[:, j].astype(np.float32)
         else:

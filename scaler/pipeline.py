@@ -158,6 +158,14 @@ def resolve_columns(dtypes: pd.Series, cfg: RunConfig) -> Spec:
 
 
 # ------------------------------------------------------------ partition work
+def _mix(h: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 of ``h + seed``: the seed reshuffles every row's draw."""
+    z = h.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 def assign_split(df: pd.DataFrame, spec: Spec) -> np.ndarray:
     """TRAIN / VALID / HOLDOUT per row, from a seeded hash of the row's key
     (or of all its used values): the same rows whatever the partitioning
@@ -165,10 +173,8 @@ def assign_split(df: pd.DataFrame, spec: Spec) -> np.ndarray:
     if len(df) == 0:
         return np.empty(0, dtype=np.int8)
     cols = [spec.key] if spec.key else [c for c in spec.columns if c != spec.split_column]
-    h = pd.util.hash_pandas_object(
-        df[cols], index=False, hash_key=f"scaler{spec.seed:010d}"[-16:]
-    ).to_numpy()
-    u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    h = pd.util.hash_pandas_object(df[cols], index=False).to_numpy()
+    u = (_mix(h, spec.seed) >> np.uint64(11)).astype(np.float64) * 2.0**-53
     part = np.full(len(df), TRAIN, dtype=np.int8)
     if spec.split_column:
         marked = df[spec.split_column].fillna(False).astype(bool).to_numpy()
@@ -259,7 +265,7 @@ def score_holdout(df: pd.DataFrame, model: Model, spec: Spec) -> pd.DataFrame:
     if spec.task == "regression":
         target = lab
     else:
-        target = pd.Index(model.classes).take(lab.astype(np.int64)).to_numpy()
+        target = pd.Index(model.classes).take(lab.astype(np.int64)).array
     front = {}
     if spec.key:
         front[spec.key] = df[spec.key].to_numpy()

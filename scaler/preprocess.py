@@ -85,9 +85,10 @@ class Moments:
         missing = (self.n - self.count).astype(np.float64)
         a = self.s1[:, None] - zm  # Z^T W, W = 1 - M
         ww = self.n - missing[:, None] - missing[None, :] + mm  # W^T W
-        ad = a * d[None, :]
-        zz = self.zz + ad + ad.T + d[:, None] * ww * d[None, :]
-        s1 = self.s1 + self.count * d
+        with np.errstate(invalid="ignore", over="ignore"):  # inf data is reported later
+            ad = a * d[None, :]
+            zz = self.zz + ad + ad.T + d[:, None] * ww * d[None, :]
+            s1 = self.s1 + self.count * d
         new_zm = None
         if self.zm is not None:
             new_zm = zm + d[:, None] * (missing[None, :] - mm)

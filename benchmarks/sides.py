@@ -1,0 +1,270 @@
+"""The two sides of the benchmark (and the dataset generation), each run as
+its own process by :mod:`benchmarks.run` so that its memory is measured
+apart: ``python -m benchmarks.sides {generate,baseline,scaler} ...``.
+
+Each writes one JSON file with its timings and results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+# The same model on both sides: XGBoost hist, depth 6, eta 0.3, 100 rounds,
+# no early stopping (scaler: early_stopping = 0, valid_fraction = 0, so both
+# sides train on the same 80 % of the rows and score the same 20 % holdout).
+ROUNDS = 100
+MAX_DEPTH = 6
+ETA = 0.3
+PCA = 20
+HOLDOUT = 0.2
+SEED = 0
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+def run_config(data_url: str, out_url: str, *, workers: int, threads: int, memory_limit: str) -> dict[str, Any]:
+    """The scaler config of the benchmark; the baseline reuses its split."""
+    return {
+        "data": {"url": data_url, "target": "label", "key": "id"},
+        "split": {"holdout": HOLDOUT, "seed": SEED},
+        "preprocess": {"scale": True, "pca": PCA},
+        "model": {
+            "objective": "binary:logistic",
+            "rounds": ROUNDS,
+            "early_stopping": 0,
+            "valid_fraction": 0.0,
+            "params": {"max_depth": MAX_DEPTH, "learning_rate": ETA},
+        },
+        "cluster": {
+            "n_workers": workers,
+            "threads_per_worker": threads,
+            "memory_limit": memory_limit,
+        },
+        "output": {"url": out_url},
+    }
+
+
+def write_json(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ generate
+def generate(a: argparse.Namespace) -> None:
+    import scaler
+    from scaler.datasets import dataset_exists
+
+    params = dict(rows=a.rows, n_features=50, files=16)
+    t0 = time.perf_counter()
+    full = dict(params, rank=8, task="binary", categorical=False, missing=0.0, seed=0)
+    existed = dataset_exists(a.data, full)
+    scaler.make_dataset(a.data, **params)
+    write_json(a.result, {"existed": existed, "seconds": round(time.perf_counter() - t0, 3), "params": full})
+
+
+# ------------------------------------------------------------------ baseline
+def baseline(a: argparse.Namespace) -> None:
+    """pandas read -> StandardScaler + PCA(20) -> xgboost.train -> predict,
+    all in this one process, written as one would by hand."""
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+    from sklearn.decomposition import PCA as SkPCA
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    from scaler.config import load_config
+    from scaler.pipeline import HOLDOUT as P_HOLDOUT
+    from scaler.pipeline import TRAIN as P_TRAIN
+    from scaler.pipeline import assign_split, resolve_columns
+
+    ncores = os.cpu_count() or 1
+    cfg = load_config(run_config(a.data, "unused", workers=1, threads=1, memory_limit="auto"))
+    res: dict[str, Any] = {"nthread": ncores, "status": "running"}
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    try:
+        # ---- read: every file of the folder, all columns
+        t = time.perf_counter()
+        df = pd.read_parquet(a.data)
+        timings["read"] = time.perf_counter() - t
+        log(f"baseline read {len(df):,} rows x {df.shape[1]} columns in {timings['read']:.2f} s")
+
+        # ---- preprocess: the split (scaler's seeded hash of the key), then
+        # StandardScaler + PCA(20) fitted on the training rows, transform
+        # train and holdout
+        t = time.perf_counter()
+        spec = resolve_columns(df.dtypes, cfg)
+        part = assign_split(df, spec)
+        X = df[spec.features].to_numpy(dtype=np.float32)
+        y = df[spec.target].to_numpy()
+        del df
+        tr, ho = part == P_TRAIN, part == P_HOLDOUT
+        X_tr, y_tr, X_ho, y_ho = X[tr], y[tr], X[ho], y[ho]
+        del X
+        sc = StandardScaler().fit(X_tr)
+        Xs_tr = sc.transform(X_tr)
+        del X_tr
+        pca = SkPCA(n_components=PCA, random_state=SEED).fit(Xs_tr)
+        Z_tr = pca.transform(Xs_tr)
+        del Xs_tr
+        Z_ho = pca.transform(sc.transform(X_ho))
+        del X_ho
+        timings["preprocess"] = time.perf_counter() - t
+        res["pca_solver"] = getattr(pca, "_fit_svd_solver", pca.svd_solver)
+        res["explained_variance_ratio_sum"] = float(pca.explained_variance_ratio_.sum())
+        res["counts"] = {"train": int(tr.sum()), "holdout": int(ho.sum())}
+        log(f"baseline preprocess in {timings['preprocess']:.2f} s ({res['pca_solver']})")
+
+        # ---- train
+        t = time.perf_counter()
+        params = {
+            "tree_method": "hist",
+            "objective": "binary:logistic",
+            "max_depth": MAX_DEPTH,
+            "eta": ETA,
+            "nthread": ncores,
+        }
+        evals = []
+        dtrain = xgb.QuantileDMatrix(Z_tr, y_tr, nthread=ncores)
+        if a.train_eval:  # what scaler does: auc + logloss on the train matrix every round
+            params["eval_metric"] = ["auc", "logloss"]
+            evals = [(dtrain, "train")]
+        bst = xgb.train(params, dtrain, num_boost_round=ROUNDS, evals=evals, verbose_eval=False)
+        timings["train"] = time.perf_counter() - t
+        log(f"baseline train in {timings['train']:.2f} s")
+
+        # ---- predict the holdout + AUC
+        t = time.perf_counter()
+        p = bst.inplace_predict(Z_ho)
+        auc = float(roc_auc_score(y_ho, p))
+        timings["predict"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t_start
+        res.update(status="ok", auc=auc)
+        log(f"baseline predict in {timings['predict']:.2f} s, AUC {auc:.5f}")
+    except MemoryError as e:
+        res.update(status="MemoryError", error=repr(e))
+        timings["total"] = time.perf_counter() - t_start
+    res["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    write_json(a.result, res)
+
+
+# ------------------------------------------------------------------ scaler
+def _touch_partition(df: Any) -> int:
+    # Materialise every column of the partition; return its size.
+    return int(df.memory_usage(index=False, deep=False).sum())
+
+
+def plain_read(client: Any, url: str) -> dict[str, Any]:
+    """One plain parallel read of the same data on the same cluster:
+    ``dd.read_parquet(url)``, every partition materialised (all columns)
+    on the workers, only its size sent back."""
+    import dask
+    import dask.dataframe as dd
+
+    t = time.perf_counter()
+    ddf = dd.read_parquet(url)
+    sizes = dask.compute(*[dask.delayed(_touch_partition)(p) for p in ddf.to_delayed()])
+    return {
+        "seconds": round(time.perf_counter() - t, 3),
+        "partitions": ddf.npartitions,
+        "bytes_in_memory": int(sum(sizes)),
+    }
+
+
+def _worker_memory_report(dask_worker: Any) -> dict[str, Any]:
+    data = dask_worker.data
+    out: dict[str, Any] = {
+        "memory_limit": dask_worker.memory_manager.memory_limit,
+        "managed_in_memory_bytes": int(getattr(getattr(data, "fast", None), "total_weight", 0)),
+    }
+    if hasattr(data, "cumulative_metrics"):  # a SpillBuffer: memory_limit is set
+        m = data.cumulative_metrics
+        out["spilled_now_bytes"] = list(data.spilled_total)
+        out["disk_write_count"] = int(m.get(("disk-write", "count"), 0))
+        out["disk_write_bytes"] = int(m.get(("disk-write", "bytes"), 0))
+        out["disk_read_count"] = int(m.get(("disk-read", "count"), 0))
+        out["disk_read_bytes"] = int(m.get(("disk-read", "bytes"), 0))
+    else:
+        out["spill"] = "no SpillBuffer (memory_limit unset)"
+    return out
+
+
+def scaler_side(a: argparse.Namespace) -> None:
+    import contextlib
+
+    import scaler
+    from scaler.config import ClusterConfig
+
+    res: dict[str, Any] = {"status": "running"}
+    t = time.perf_counter()
+    client = scaler.connect(
+        config=ClusterConfig(n_workers=a.workers, threads_per_worker=a.threads, memory_limit=a.memory_limit)
+    )
+    res["cluster_start_s"] = round(time.perf_counter() - t, 3)
+    res["cluster"] = {
+        "workers": a.workers,
+        "threads_per_worker": a.threads,
+        "memory_limit": a.memory_limit,
+        "worker_memory_limits": list(client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit).values()),
+    }
+    log(f"cluster up in {res['cluster_start_s']:.2f} s: {client}")
+    try:
+        res["plain_read_before"] = plain_read(client, a.data)
+        log(f"plain parallel read {res['plain_read_before']}")
+        cfg = run_config(a.data, a.out, workers=a.workers, threads=a.threads, memory_limit=a.memory_limit)
+        report = contextlib.nullcontext()
+        if a.performance_report:
+            from distributed import performance_report
+
+            report = performance_report(filename=a.performance_report)
+        t = time.perf_counter()
+        with report:
+            result = scaler.run(cfg, client=client, echo=log)
+        res["run_wall_s"] = round(time.perf_counter() - t, 3)
+        res["timings"] = dict(result.timings)
+        res["metrics"] = {k: float(v) for k, v in result.metrics.items()}
+        res["auc"] = float(result.metrics["auc"])
+        res["counts"] = dict(result.counts)
+        res["workers"] = {str(k): v for k, v in client.run(_worker_memory_report).items()}
+        res["plain_read_after"] = plain_read(client, a.data)
+        log(f"plain parallel read {res['plain_read_after']}")
+        res["status"] = "ok"
+    except Exception as e:  # noqa: BLE001 - reported, not hidden
+        res.update(status="error", error=f"{type(e).__name__}: {e}")
+        log(f"scaler side failed: {res['error']}")
+        with contextlib.suppress(Exception):
+            res["workers"] = {str(k): v for k, v in client.run(_worker_memory_report).items()}
+    finally:
+        with contextlib.suppress(Exception):
+            scaler.cluster.close(client)
+    write_json(a.result, res)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.sides")
+    ap.add_argument("side", choices=["generate", "baseline", "scaler"])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--result", required=True)
+    ap.add_argument("--rows", type=int, default=0)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--memory-limit", default="auto")
+    ap.add_argument("--train-eval", action="store_true")
+    ap.add_argument("--performance-report", default="")
+    a = ap.parse_args(argv)
+    {"generate": generate, "baseline": baseline, "scaler": scaler_side}[a.side](a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""End-to-end runs on the shared cluster, checked against references."""
+
+import json
+import os
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost
+from sklearn import metrics as skm
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+import scaler
+from scaler.config import RunConfig
+from scaler.pipeline import HOLDOUT, TRAIN, VALID, assign_split, resolve_columns
+
+from .conftest import base_config
+
+
+def read_pandas(url):
+    return pd.read_parquet(url)
+
+
+def split_of(df, cfg_dict):
+    cfg = RunConfig.from_dict(cfg_dict)
+    spec = resolve_columns(df.dtypes, cfg)
+    return assign_split(df[spec.columns], spec), spec
+
+
+@pytest.fixture(scope="module")
+def binary_run(client, binary_data, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("binary_run"))
+    cfg = base_config(binary_data, out)
+    return scaler.run(cfg, client=client), cfg
+
+
+def test_binary_run_outputs(binary_run):
+    result, cfg = binary_run
+    c = result.counts
+    assert c["rows_read"] == 6000 and c["missing_target_dropped"] == 0
+    assert c["train"] + c["valid"] + c["holdout"] == 6000
+    assert 0.15 < c["holdout"] / 6000 < 0.25
+    assert set(result.metrics) == {"n", "auc", "logloss", "accuracy"}
+    assert result.metrics["auc"] > 0.7  # a real signal was learned
+    assert set(result.timings) >= {"scan", "transform", "train", "evaluate", "write", "total"}
+    # region is a string column: encoded as a categorical feature
+    pre = result.model.preprocessor
+    assert pre.categorical == ["region"]
+    assert pre.categories["region"] == ["east", "north", "south", "west"]
+    assert result.model.feature_names == [f"pc{i}" for i in range(1, 6)] + ["region"]
+
+
+def test_holdout_predictions_file_and_metrics_equal_sklearn(binary_run, binary_data):
+    result, cfg = binary_run
+    url = result.predictions_url
+    assert os.path.exists(os.path.join(url, "_SUCCESS"))
+    pred = pd.read_parquet(url)
+    assert list(pred.columns) == ["id", "label", "prediction", "probability"]
+    assert len(pred) == result.counts["holdout"] == result.metrics["n"]
+    m = result.metrics
+    assert m["auc"] == pytest.approx(skm.roc_auc_score(pred.label, pred.probability), rel=1e-6)
+    assert m["logloss"] == pytest.approx(
+        skm.log_loss(pred.label, y_proba=pred.probability.astype("float64")), rel=1e-6
+    )
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(pred.label, pred.prediction), rel=1e-6)
+    # the holdout rows are exactly those the split rule picks
+    raw = read_pandas(binary_data)
+    part, _ = split_of(raw, cfg)
+    assert set(raw.id[part == HOLDOUT]) == set(pred.id)
+
+
+def test_bundle_round_trip_predicts_identically(binary_run, binary_data, client):
+    result, _ = binary_run
+    loaded = scaler.load_bundle(result.bundle_url)
+    raw = read_pandas(binary_data)
+    a = result.model.predict(raw)
+    b = loaded.predict(raw)
+    pd.testing.assert_frame_equal(a, b)
+    # the same through Dask, partition by partition
+    c = loaded.predict(dd.read_parquet(binary_data)).compute()
+    np.testing.assert_array_equal(c.sort_values("id").probability.to_numpy(), a.sort_values("id").probability.to_numpy())
+    manifest = json.load(open(os.path.join(result.bundle_url, "manifest.json")))
+    assert manifest["versions"]["xgboost"] == xgboost.__version__
+    assert manifest["feature_names"] == result.model.feature_names
+    assert manifest["metrics"]["auc"] == pytest.approx(result.metrics["auc"])
+    assert {"scan", "train", "total"} <= set(manifest["timings"])
+    assert {c["name"] for c in manifest["input_columns"]} == {f"f{i:02d}" for i in range(12)} | {"region"}
+
+
+def test_distributed_training_matches_single_process_xgboost(binary_run, binary_data):
+    """Same transformed rows and parameters, trained by plain xgboost.train."""
+    result, cfg = binary_run
+    raw = read_pandas(binary_data)
+    part, spec = split_of(raw, cfg)
+    feats = result.model.preprocessor.transform_frame(raw)
+    y = raw.label.to_numpy()
+    params = dict(result.model.info["params"])
+    rounds = result.model.booster.num_boosted_rounds()
+    dtrain = xgboost.QuantileDMatrix(feats[part == TRAIN], y[part == TRAIN], enable_categorical=True)
+    local = xgboost.train(params, dtrain, num_boost_round=rounds)
+    ho = part == HOLDOUT
+    p_local = local.predict(xgboost.DMatrix(feats[ho], enable_categorical=True))
+    auc_local = skm.roc_auc_score(y[ho], p_local)
+    assert abs(auc_local - result.metrics["auc"]) < 0.01
+    # Histogram cut points come from a merged distributed sketch, so trees
+    # differ slightly; the models must still agree closely row by row.
+    p_dist = result.model.booster.inplace_predict(feats[ho])
+    assert np.corrcoef(p_local, p_dist)[0, 1] > 0.95
+
+
+def test_pipeline_preprocessing_matches_sklearn_on_training_rows(client, clean_data, tmp_path):
+    cfg = base_config(clean_data, str(tmp_path), preprocess={"pca": 0.9}, model={"rounds": 5})
+    result = scaler.run(cfg, client=client)
+    raw = read_pandas(clean_data)
+    part, spec = split_of(raw, cfg)
+    x = raw.loc[part == TRAIN, list(spec.numeric)].to_numpy(dtype=np.float64)
+    ss = StandardScaler().fit(x)
+    pca = PCA(0.9).fit(ss.transform(x))
+    sp = result.model.preprocessor.scaler_pca
+    np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=1e-6)
+    np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=1e-6)
+    assert sp.n_components_ == pca.n_components_
+    np.testing.assert_allclose(sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-6)
+    signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
+    np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-6)
+
+
+def test_split_is_independent_of_partitioning(binary_data):
+    raw = read_pandas(binary_data)
+    cfg = base_config(binary_data, "unused")
+    whole, spec = split_of(raw, cfg)
+    pieces = np.concatenate([assign_split(raw[spec.columns].iloc[i : i + 701], spec) for i in range(0, len(raw), 701)])
+    np.testing.assert_array_equal(whole, pieces)
+    shuffled = raw.sample(frac=1.0, random_state=3)
+    again = pd.Series(assign_split(shuffled[spec.columns], spec), index=shuffled.index).sort_index()
+    np.testing.assert_array_equal(whole, again.to_numpy())
+    cfg["split"]["seed"] = 1
+    other, _ = split_of(raw, cfg)
+    assert (other != whole).mean() > 0.1  # a different seed gives a different split
+    assert {TRAIN, VALID, HOLDOUT} == set(np.unique(whole))
+
+
+def test_split_without_key_uses_row_values(binary_data):
+    raw = read_pandas(binary_data)
+    cfg = base_config(binary_data, "unused")
+    cfg["data"]["key"] = None
+    del cfg["data"]["key"]
+    a, spec = split_of(raw, cfg)
+    b = np.concatenate([assign_split(raw[spec.columns].iloc[i : i + 999], spec) for i in range(0, len(raw), 999)])
+    np.testing.assert_array_equal(a, b)
+    assert 0.15 < (a == HOLDOUT).mean() < 0.25
+
+
+def test_multiclass(client, multiclass_data, tmp_path):
+    cfg = base_config(multiclass_data, str(tmp_path), model={"objective": "multi:softprob"}, preprocess={"pca": False})
+    result = scaler.run(cfg, client=client)
+    assert result.model.classes == [0, 1, 2]
+    pred = pd.read_parquet(result.predictions_url)
+    cols = ["proba_0", "proba_1", "proba_2"]
+    assert list(pred.columns) == ["id", "label", "prediction", *cols]
+    proba = pred[cols].to_numpy(dtype=np.float64)
+    proba = proba / proba.sum(axis=1, keepdims=True)  # float32 sums are 1 to ~1e-7
+    assert result.metrics["logloss"] == pytest.approx(skm.log_loss(pred.label, y_proba=proba, labels=[0, 1, 2]), rel=1e-6)
+    assert result.metrics["accuracy"] == pytest.approx(skm.accuracy_score(pred.label, pred.prediction), rel=1e-6)
+    assert result.metrics["accuracy"] > 0.5
+
+
+def test_regression_and_missing_targets(client, regression_data, tmp_path):
+    raw = read_pandas(regression_data)
+    raw.loc[raw.index[::50], "label"] = np.nan  # 100 rows without a target
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, start in enumerate(range(0, len(raw), 2000)):
+        raw.iloc[start : start + 2000].to_parquet(data / f"p{i}.parquet", index=False)
+    cfg = base_config(str(data), str(tmp_path / "out"), model={"objective": "reg:squarederror"})
+    result = scaler.run(cfg, client=client)
+    assert result.counts["missing_target_dropped"] == 100
+    assert result.counts["rows_read"] == 5000
+    pred = pd.read_parquet(result.predictions_url)
+    m = result.metrics
+    assert m["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(pred.label, pred.prediction)), rel=1e-6)
+    assert m["mae"] == pytest.approx(skm.mean_absolute_error(pred.label, pred.prediction), rel=1e-6)
+    assert m["r2"] == pytest.approx(skm.r2_score(pred.label, pred.prediction), rel=1e-6)
+    assert m["r2"] > 0.3
+
+
+def test_random_forest_mode(client, clean_data, tmp_path):
+    cfg = base_config(clean_data, str(tmp_path), model={"kind": "random_forest", "rounds": 8})
+    result = scaler.run(cfg, client=client)
+    booster = result.model.booster
+    assert booster.num_boosted_rounds() == 1
+    assert len(booster.get_dump()) == 8  # 8 parallel trees in one round
+    assert result.model.info["params"]["num_parallel_tree"] == 8
+    assert result.metrics["auc"] > 0.65
+
+
+def test_early_stopping_cuts_to_best_round(client, clean_data, tmp_path):
+    cfg = base_config(
+        clean_data,
+        str(tmp_path),
+        model={"rounds": 300, "early_stopping": 3, "params": {"max_depth": 6, "learning_rate": 0.5}},
+    )
+    result = scaler.run(cfg, client=client)
+    best = result.model.info["best_iteration"]
+    assert best is not None and best < 299
+    assert result.model.booster.num_boosted_rounds() == best + 1
+    hist = result.model.info["history"]
+    assert set(hist) == {"train", "valid"}
+    assert len(hist["valid"]["logloss"]) == best + 4  # stopped 3 rounds after the best
+
+
+def test_string_target_and_filters_on_hive_partitions(client, tmp_path):
+    rng = np.random.default_rng(0)
+    n = 3000
+    df = pd.DataFrame({
+        "month": np.repeat([1, 2, 3], n // 3),
+        "a": rng.normal(size=n),
+        "b": rng.normal(size=n),
+    })
+    df["churn"] = np.where(df.a + 0.5 * rng.normal(size=n) > 0, "yes", "no")
+    df["churn"] = df["churn"].astype("str")
+    df.to_parquet(tmp_path / "tree", partition_cols=["month"], index=False)
+    cfg = {
+        "data": {"url": str(tmp_path / "tree"), "target": "churn", "filters": [["month", "in", [1, 2]]], "exclude": ["month"]},
+        "model": {"rounds": 10},
+        "output": {"url": str(tmp_path / "out")},
+    }
+    result = scaler.run(cfg, client=client)
+    assert result.counts["rows_read"] == 2000  # month 3 pruned
+    assert result.model.classes == ["no", "yes"]
+    pred = pd.read_parquet(result.predictions_url)
+    assert set(pred.prediction) <= {"no", "yes"}
+    assert result.metrics["auc"] > 0.8

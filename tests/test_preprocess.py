@@ -1,0 +1,172 @@
+"""ScalePCA against scikit-learn's StandardScaler + PCA fitted in memory."""
+
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from scaler.errors import DataError
+from scaler.preprocess import Moments, Preprocessor, ScalePCA, encode_categorical
+
+RTOL = 1e-6
+
+
+def make_x(n=3000, p=12, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)) @ rng.normal(size=(4, p)) + 0.3 * rng.normal(size=(n, p))
+    return x * np.linspace(0.1, 50, p) + np.linspace(-100, 1e4, p)  # far-from-zero means
+
+
+def assert_matches(sp, x, k):
+    ss = StandardScaler().fit(x)
+    pca = PCA(n_components=k).fit(ss.transform(x))
+    np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=RTOL)
+    np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=RTOL)
+    np.testing.assert_allclose(sp.var_, ss.var_, rtol=RTOL)
+    assert sp.n_components_ == pca.n_components_
+    np.testing.assert_allclose(sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=RTOL)
+    np.testing.assert_allclose(sp.explained_variance_, pca.explained_variance_, rtol=RTOL)
+    # components equal up to sign
+    signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
+    np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-6)
+    return ss, pca
+
+
+@pytest.mark.parametrize("k", [3, 12, 0.9])
+def test_dask_dataframe_matches_sklearn(client, k):
+    x = make_x()
+    ddf = dd.from_pandas(pd.DataFrame(x, columns=[f"c{i}" for i in range(x.shape[1])]), npartitions=7)
+    sp = ScalePCA(n_components=k).fit(ddf)
+    ss, pca = assert_matches(sp, x, k)
+    out = sp.transform(ddf).compute()
+    assert list(out.columns) == [f"pc{i + 1}" for i in range(sp.n_components_)]
+    ref = pca.transform(ss.transform(x))
+    signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
+    np.testing.assert_allclose(out.to_numpy() * signs, ref, rtol=1e-4, atol=1e-4)  # float32 out
+
+
+def test_dask_array_and_numpy(client):
+    x = make_x(seed=1)
+    sp_np = ScalePCA(n_components=4).fit(x)
+    assert_matches(sp_np, x, 4)
+    sp_da = ScalePCA(n_components=4).fit(da.from_array(x, chunks=(500, 6)))
+    np.testing.assert_allclose(sp_da.components_, sp_np.components_, rtol=1e-9, atol=1e-12)
+    got = sp_da.transform(da.from_array(x, chunks=(500, 6))).compute()
+    np.testing.assert_allclose(got, sp_np.transform(x), rtol=1e-6)
+
+
+def test_merge_order_does_not_matter():
+    x = make_x(n=1000, seed=2)
+    x[np.random.default_rng(0).random(x.shape) < 0.05] = np.nan
+    whole = Moments.of(x)
+    parts = [Moments.of(x[i : i + 97]) for i in range(0, 1000, 97)]
+    acc = parts[-1]
+    for m in reversed(parts[:-1]):
+        acc = m.merge(acc)
+    for m in (whole, acc):
+        m2 = m.shifted(np.zeros(x.shape[1]))
+        np.testing.assert_allclose(m2.s1, np.nansum(x, axis=0), rtol=1e-9)
+    a = ScalePCA(n_components=5)._fit_moments(whole, None)
+    b = ScalePCA(n_components=5)._fit_moments(acc, None)
+    np.testing.assert_allclose(a.components_, b.components_, atol=1e-9)
+    np.testing.assert_allclose(a.mean_, b.mean_, rtol=1e-12)
+
+
+def test_missing_values_match_sklearn_on_mean_imputed_data():
+    x = make_x(seed=3)
+    x[np.random.default_rng(1).random(x.shape) < 0.1] = np.nan
+    parts = [Moments.of(x[i : i + 400]) for i in range(0, len(x), 400)]
+    m = parts[0]
+    for p in parts[1:]:
+        m = m.merge(p)
+    sp = ScalePCA(n_components=4)._fit_moments(m, None)
+    ss = StandardScaler().fit(x)  # ignores NaN, as ScalePCA does
+    np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=RTOL)
+    np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=RTOL)
+    imputed = np.where(np.isnan(x), ss.mean_, x)
+    pca = PCA(4).fit((imputed - ss.mean_) / ss.scale_)
+    np.testing.assert_allclose(sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=RTOL)
+    out = sp.transform(x)
+    assert np.isfinite(out).all()
+
+
+def test_zero_variance_column_gives_no_nan():
+    x = make_x(seed=4)
+    x[:, 2] = 3.25
+    sp = ScalePCA(n_components=5).fit(x)
+    assert sp.scale_[2] == 1.0
+    assert sp.var_[2] == pytest.approx(0.0, abs=1e-12)
+    assert_matches(sp, x, 5)
+    assert np.isfinite(sp.transform(x)).all()
+    sp2 = ScalePCA().fit(x)  # scaling only
+    assert np.isfinite(sp2.transform(x)).all()
+
+
+def test_infinite_and_all_missing_columns_are_named():
+    x = make_x(n=200, p=4)
+    x[5, 1] = np.inf
+    with pytest.raises(DataError, match=r"\['b'\].*infinite"):
+        ScalePCA(n_components=2)._fit_moments(Moments.of(x), ["a", "b", "c", "d"])
+    x = make_x(n=200, p=4)
+    x[:, 3] = np.nan
+    with pytest.raises(DataError, match=r"\['d'\].*all missing"):
+        ScalePCA(n_components=2)._fit_moments(Moments.of(x), ["a", "b", "c", "d"])
+
+
+def test_too_many_components():
+    with pytest.raises(DataError, match="at most 3"):
+        ScalePCA(n_components=5).fit(make_x(p=3))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_n_components(bad):
+    with pytest.raises(ValueError, match="n_components"):
+        ScalePCA(n_components=bad).fit(make_x(p=3))
+
+
+def test_incremental_method_uses_dask_ml_and_matches(client):
+    x = make_x(n=2000, p=8, seed=5)
+    ddf = dd.from_pandas(pd.DataFrame(x, columns=[f"c{i}" for i in range(8)]), npartitions=4)
+    sp = ScalePCA(n_components=8, method="incremental", batch_size=500).fit(ddf)
+    ss = StandardScaler().fit(x)
+    pca = PCA(8).fit(ss.transform(x))
+    np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=RTOL)
+    np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=RTOL)
+    # all components kept: incremental SVD is exact up to rounding
+    np.testing.assert_allclose(sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-5)
+    signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
+    np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-5)
+
+
+def test_state_round_trip_is_exact():
+    x = make_x(seed=6)
+    sp = ScalePCA(n_components=0.95).fit(x)
+    again = ScalePCA.from_dict(sp.to_dict())
+    np.testing.assert_array_equal(again.transform(x), sp.transform(x))
+    meta, arrays = sp.get_state()
+    assert all(a.dtype == np.float64 for a in arrays.values())
+    assert "components" in arrays and meta["n_components_fitted"] == sp.n_components_
+
+
+def test_categorical_encoding_fixed_categories_and_unseen():
+    s = pd.Series(["b", None, "a", "zzz"], dtype="str")
+    cat = encode_categorical(s, ["a", "b"])
+    assert list(cat.categories) == ["a", "b"]
+    assert cat.codes.tolist() == [1, -1, 0, -1]  # unseen and missing -> missing
+    num = pd.Series([1, 2, None]).astype("category")
+    assert encode_categorical(num, ["1.0", "2.0"]).codes.tolist() == [0, 1, -1]
+
+
+def test_preprocessor_frame_and_meta_agree():
+    x = make_x(n=50, p=3)
+    df = pd.DataFrame(x, columns=["a", "b", "c"])
+    df["s"] = pd.array(["u", "v"] * 25, dtype="str")
+    sp = ScalePCA(n_components=2).fit(df[["a", "b", "c"]])
+    pre = Preprocessor(["a", "b", "c"], ["s"], {"s": ["u", "v"]}, sp)
+    out = pre.transform_frame(df)
+    meta = pre.meta()
+    assert list(out.columns) == list(meta.columns) == ["pc1", "pc2", "s"]
+    assert (out.dtypes == meta.dtypes).all()
