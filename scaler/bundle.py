@@ -94,7 +94,9 @@ def save_bundle(
     timings...); secrets in it are redacted.
     """
     fs, root = storage.get_fs(url, storage_options)
-    version = "v-" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    version = (
+        "v-" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    )
 
     files: dict[str, bytes] = {}
     files["booster.ubj"] = bytes(model.booster.save_raw(raw_format="ubj"))
@@ -105,9 +107,7 @@ def save_bundle(
     files["history.json"] = json.dumps(_jsonable(model.info.get("history", {}))).encode()
 
     for name, data in files.items():
-        storage.write_bytes(
-            storage.join(url, version, name), data, storage_options
-        )
+        storage.write_bytes(storage.join(url, version, name), data, storage_options)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -246,7 +246,16 @@ def load_bundle(url: str, *, storage_options: dict[str, Any] | None = None) -> M
         raise BundleError(f"Bundle {redact(url)!r} has an unreadable booster: {e}") from e
     info = {
         k: manifest.get(k)
-        for k in ("metrics", "timings", "config", "best_iteration", "rounds", "counts", "kind", "objective")
+        for k in (
+            "metrics",
+            "timings",
+            "config",
+            "best_iteration",
+            "rounds",
+            "counts",
+            "kind",
+            "objective",
+        )
         if k in manifest
     }
     info["history"] = json.loads(data["history.json"])

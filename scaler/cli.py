@@ -105,7 +105,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         if args.dashboard:
             echo(f"Dask dashboard: {client.dashboard_link}")
-        echo(f"Dask cluster: {len(client.scheduler_info()['workers'])} workers at {client.scheduler.address}")
+        echo(
+            f"Dask cluster: {len(client.scheduler_info()['workers'])} workers at {client.scheduler.address}"
+        )
         data_url = cfg.data.url
         echo(f"[data] synthetic dataset of {args.rows:,} rows x 50 features at {redact(data_url)}")
         import time
@@ -160,16 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("-q", "--quiet", action="store_true", help="print only the final summary")
         g.add_argument("-v", "--verbose", action="store_true", help="add logs and tracebacks")
 
-    p = sub.add_parser("run", help="run the pipeline of a TOML config", description=(
-        "Read the data, fit scaling + PCA, train XGBoost on the Dask cluster, evaluate on the "
-        "holdout, and write the model bundle and the scored holdout under [output] url."))
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline of a TOML config",
+        description=(
+            "Read the data, fit scaling + PCA, train XGBoost on the Dask cluster, evaluate on the "
+            "holdout, and write the model bundle and the scored holdout under [output] url."
+        ),
+    )
     p.add_argument("config", help="path of the TOML config")
     common(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("predict", help="score Parquet data with a saved bundle", description=(
-        "Apply a saved bundle (encodings, scaling, PCA, booster) to the Parquet data at "
-        "DATA_URL on the cluster and write partitioned Parquet predictions to OUT_URL."))
+    p = sub.add_parser(
+        "predict",
+        help="score Parquet data with a saved bundle",
+        description=(
+            "Apply a saved bundle (encodings, scaling, PCA, booster) to the Parquet data at "
+            "DATA_URL on the cluster and write partitioned Parquet predictions to OUT_URL."
+        ),
+    )
     p.add_argument("bundle", metavar="BUNDLE_URL")
     p.add_argument("data", metavar="DATA_URL")
     p.add_argument("out", metavar="OUT_URL")
@@ -178,9 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("demo", help="generate a synthetic dataset and run the pipeline on it",
-                       description="Generate (once) a synthetic classification dataset under "
-                       "OUT/data and run the whole pipeline on a local cluster, writing to OUT/output.")
+    p = sub.add_parser(
+        "demo",
+        help="generate a synthetic dataset and run the pipeline on it",
+        description="Generate (once) a synthetic classification dataset under "
+        "OUT/data and run the whole pipeline on a local cluster, writing to OUT/output.",
+    )
     p.add_argument("--rows", type=int, default=DEMO_ROWS, help=f"rows (default {DEMO_ROWS:,})")
     p.add_argument("--out", default="scaler-demo", help="folder or URL (default ./scaler-demo)")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")

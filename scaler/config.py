@@ -341,7 +341,11 @@ class RunConfig:
                 m.valid_fraction,
                 "Set early_stopping = 0 to train without a validation set.",
             )
-        for k in ("objective", "num_class", "num_parallel_tree" if m.kind == "random_forest" else ""):
+        for k in (
+            "objective",
+            "num_class",
+            "num_parallel_tree" if m.kind == "random_forest" else "",
+        ):
             if k and k in m.params:
                 raise bad(
                     f"model.params.{k}",
@@ -422,9 +426,7 @@ def _check_type(value: Any, tp: Any, *, where: str) -> Any:
             except ConfigError:
                 continue
         expected = " or ".join("none" if o is type(None) else _type_name(o) for o in options)
-        raise ConfigError(
-            f"{where}: expected {expected}, got {type(value).__name__} {value!r}."
-        )
+        raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}.")
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)
@@ -450,20 +452,18 @@ def _check_type(value: Any, tp: Any, *, where: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(
-                f"{where}: expected a number, got {type(value).__name__} {value!r}."
-            )
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}.")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(
-                f"{where}: expected a string, got {type(value).__name__} {value!r}."
-            )
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}.")
         return value
     return value
 
 
-_SECRET_KEYS = re.compile(r"(secret|token|password|passwd|credential|key_id|access_key|session)", re.I)
+_SECRET_KEYS = re.compile(
+    r"(secret|token|password|passwd|credential|key_id|access_key|session)", re.I
+)
 
 
 def redact(obj: Any, *, _options: bool = False) -> Any:

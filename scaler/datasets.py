@@ -79,7 +79,9 @@ def _write_file(url: str, storage_options: dict[str, Any] | None, **kw: Any) -> 
     return len(df)
 
 
-def dataset_exists(url: str, params: dict[str, Any], storage_options: dict[str, Any] | None = None) -> bool:
+def dataset_exists(
+    url: str, params: dict[str, Any], storage_options: dict[str, Any] | None = None
+) -> bool:
     """Whether ``url`` holds a complete dataset made with these parameters."""
     try:
         raw = storage.read_bytes(storage.join(url, _MARKER), storage_options)

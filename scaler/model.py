@@ -81,9 +81,7 @@ class Model:
 
     # ------------------------------------------------------------- scoring
     def _raw_predict(self, feats: pd.DataFrame) -> np.ndarray:
-        return predict_frame(
-            feats, self.booster, self.feature_names, self.task, len(self.classes)
-        )
+        return predict_frame(feats, self.booster, self.feature_names, self.task, len(self.classes))
 
     def _output_frame(self, pred: np.ndarray, index: pd.Index) -> pd.DataFrame:
         out: dict[str, Any] = {}

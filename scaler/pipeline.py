@@ -23,7 +23,7 @@ from scaler import storage
 from scaler.bundle import load_bundle, save_bundle
 from scaler.cluster import close, connect, current_client
 from scaler.config import RunConfig, load_config, redact
-from scaler.errors import DataError
+from scaler.errors import ConfigError, DataError
 from scaler.evaluate import evaluate
 from scaler.model import Model, encode_labels
 from scaler.preprocess import Moments, Preprocessor, ScalePCA, tree_merge
@@ -118,7 +118,9 @@ def resolve_columns(dtypes: pd.Series, cfg: RunConfig) -> Spec:
     numeric, categorical, unsupported = [], [], []
     for c in features:
         k = _kind(dtypes[c])
-        (numeric if k == "numeric" else categorical if k == "categorical" else unsupported).append(c)
+        (numeric if k == "numeric" else categorical if k == "categorical" else unsupported).append(
+            c
+        )
     if unsupported:
         raise DataError(
             f"Column(s) {unsupported} of {url!r} have unsupported dtype(s) "
@@ -150,7 +152,9 @@ def resolve_columns(dtypes: pd.Series, cfg: RunConfig) -> Spec:
         key=d.key,
         task=task,
         holdout=cfg.split.holdout,
-        valid_fraction=cfg.model.valid_fraction if cfg.model.early_stopping or cfg.model.valid_fraction else 0.0,
+        valid_fraction=cfg.model.valid_fraction
+        if cfg.model.early_stopping or cfg.model.valid_fraction
+        else 0.0,
         seed=cfg.split.seed,
         split_column=cfg.split.column,
         max_categories=cfg.preprocess.max_categories,
@@ -207,7 +211,10 @@ class Scan:
             if other.moments is None
             else self.moments.merge(other.moments)
         )
-        cats = {k: self.categories.get(k, set()) | other.categories.get(k, set()) for k in self.categories | other.categories}
+        cats = {
+            k: self.categories.get(k, set()) | other.categories.get(k, set())
+            for k in self.categories | other.categories
+        }
         return Scan(
             self.rows + other.rows,
             self.missing_target + other.missing_target,
@@ -231,7 +238,9 @@ def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
     out.parts = np.bincount(part, minlength=3).astype(np.int64)
     train = kept[part == TRAIN]
     if spec.numeric:
-        out.moments = Moments.of(train[list(spec.numeric)].to_numpy(dtype=np.float64, na_value=np.nan))
+        out.moments = Moments.of(
+            train[list(spec.numeric)].to_numpy(dtype=np.float64, na_value=np.nan)
+        )
     for c in spec.categorical:
         vals = train[c].dropna().unique()
         out.categories[c] = {str(v) for v in vals[: spec.max_categories + 1]}
@@ -294,7 +303,10 @@ class RunResult:
         lines.append("Rows: " + ", ".join(f"{k}={v:,}" for k, v in self.counts.items()))
         lines.append(
             "Holdout metrics: "
-            + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.metrics.items())
+            + ", ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in self.metrics.items()
+            )
         )
         lines.append(f"Model bundle:       {redact(self.bundle_url)}")
         lines.append(f"Scored holdout:     {redact(self.predictions_url)}")
@@ -383,6 +395,15 @@ def run(
     spec = resolve_columns(df.dtypes, cfg)
     df = df[spec.columns]
     input_dtypes = {c: str(df.dtypes[c]) for c in spec.features}
+    bundle_url = storage.join(cfg.output.url, "model")
+    preds_url = storage.join(cfg.output.url, "holdout_predictions")
+    if not cfg.output.overwrite and storage.exists(
+        storage.join(bundle_url, "manifest.json"), cfg.output.storage_options
+    ):
+        raise ConfigError(
+            f"{redact(bundle_url)!r} already holds a model and [output] overwrite = false. "
+            "Choose another [output] url, or set overwrite = true."
+        )
 
     with _client_for(cfg, client, scheduler) as cl:
         # ---- pass 1: every statistic at once
@@ -435,7 +456,9 @@ def run(
         # ---- pass 2: features for training and evaluation, kept on the cluster
         with timer.stage("transform", "transforming features"):
             meta = pre.meta()
-            meta[LABEL] = np.array([], dtype=np.float64 if spec.task == "regression" else np.float32)
+            meta[LABEL] = np.array(
+                [], dtype=np.float64 if spec.task == "regression" else np.float32
+            )
             meta[PART] = np.array([], dtype=np.int8)
             if spec.key:
                 meta[spec.key] = df._meta[spec.key]
@@ -484,8 +507,6 @@ def run(
 
         # ---- write: scored holdout, then the bundle (its manifest last)
         out = cfg.output
-        bundle_url = storage.join(out.url, "model")
-        preds_url = storage.join(out.url, "holdout_predictions")
         with timer.stage("write", "writing the scored holdout and the model bundle"):
             storage.write_parquet(
                 scored.drop(columns=[LABEL]), preds_url, storage_options=out.storage_options
@@ -605,4 +626,3 @@ def predict(
         wait(scored)
         rows = storage.write_parquet(scored, out_url, storage_options=out_storage_options)
     return PredictResult(out_url, rows, round(time.perf_counter() - t0, 3))
-

@@ -92,7 +92,9 @@ class Moments:
         new_zm = None
         if self.zm is not None:
             new_zm = zm + d[:, None] * (missing[None, :] - mm)
-        return Moments(self.n, np.array(new_shift, dtype=np.float64), self.count, s1, zz, new_zm, self.mm)
+        return Moments(
+            self.n, np.array(new_shift, dtype=np.float64), self.count, s1, zz, new_zm, self.mm
+        )
 
     def merge(self, other: Moments) -> Moments:
         """Statistics of the union of both blocks' rows."""
@@ -109,8 +111,12 @@ class Moments:
         zm = mm = None
         if a.zm is not None or b.zm is not None:
             p = target.shape[0]
-            zm = (a.zm if a.zm is not None else 0) + (b.zm if b.zm is not None else np.zeros((p, p)))
-            mm = (a.mm if a.mm is not None else 0) + (b.mm if b.mm is not None else np.zeros((p, p)))
+            zm = (a.zm if a.zm is not None else 0) + (
+                b.zm if b.zm is not None else np.zeros((p, p))
+            )
+            mm = (a.mm if a.mm is not None else 0) + (
+                b.mm if b.mm is not None else np.zeros((p, p))
+            )
         return Moments(a.n + b.n, target, total, a.s1 + b.s1, a.zz + b.zz, zm, mm)
 
     @classmethod
@@ -468,7 +474,9 @@ def _frame_to_array(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
     return df[cols].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _transform_frame(df: pd.DataFrame, sp: ScalePCA, cols: list[str], names: list[str]) -> pd.DataFrame:
+def _transform_frame(
+    df: pd.DataFrame, sp: ScalePCA, cols: list[str], names: list[str]
+) -> pd.DataFrame:
     out = sp.transform_array(_frame_to_array(df, cols))
     return pd.DataFrame(out, columns=names, index=df.index)
 

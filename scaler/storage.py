@@ -99,9 +99,7 @@ def list_files(url: str, storage_options: dict[str, Any] | None = None) -> list[
     files = sorted(
         f
         for f in found
-        if not any(
-            part.startswith(("_", ".")) for part in f[len(root) :].strip("/").split("/")
-        )
+        if not any(part.startswith(("_", ".")) for part in f[len(root) :].strip("/").split("/"))
     )
     return files
 
@@ -128,28 +126,33 @@ def read_dataset(
 
     list_files(url, storage_options)  # raises a clear error for a wrong URL
     flt = [tuple(f) if f[1] != "=" else (f[0], "==", f[2]) for f in (filters or [])]
-    try:
-        df = dd.read_parquet(
-            url,
-            filters=flt or None,
-            storage_options=storage_options or None,
-        )
-    except Exception as e:  # noqa: BLE001
-        mapped = _map_storage_error(e, url)
-        if mapped is not e:
-            raise mapped from e
-        raise DataError(
-            f"Could not read Parquet at {_safe(url)!r}: {type(e).__name__}: {e}. "
-            "Check that every file below the URL is a valid Parquet file with the same "
-            "schema, and that filters name existing columns."
-        ) from e
-    if filters:
+
+    def open_(with_filters: bool) -> Any:
+        try:
+            return dd.read_parquet(
+                url,
+                filters=(flt or None) if with_filters else None,
+                storage_options=storage_options or None,
+            )
+        except Exception as e:  # noqa: BLE001
+            mapped = _map_storage_error(e, url)
+            if mapped is not e:
+                raise mapped from e
+            raise DataError(
+                f"Could not read Parquet at {_safe(url)!r}: {type(e).__name__}: {e}. "
+                "Check that every file below the URL is a valid Parquet file with the same "
+                "schema."
+            ) from e
+
+    df = open_(with_filters=False)
+    if flt:
         missing = [f[0] for f in flt if f[0] not in df.columns]
         if missing:
             raise DataError(
                 f"Filter column(s) {missing} not found in {_safe(url)!r}. Available columns: "
                 f"{', '.join(map(str, df.columns))}."
             )
+        df = open_(with_filters=True)
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]
         if missing:

@@ -99,7 +99,9 @@ def train_booster(
         callbacks=callbacks,
     )
     booster = out["booster"]
-    history = {k: {m: [float(v) for v in vals] for m, vals in d.items()} for k, d in out["history"].items()}
+    history = {
+        k: {m: [float(v) for v in vals] for m, vals in d.items()} for k, d in out["history"].items()
+    }
     best = None
     if use_es:
         best = int(booster.best_iteration)

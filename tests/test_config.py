@@ -92,9 +92,7 @@ def test_task_from_objective():
 
 def test_toml_relative_urls_resolve_against_file(tmp_path):
     p = tmp_path / "run.toml"
-    p.write_text(
-        '[data]\nurl = "data"\ntarget = "y"\n[output]\nurl = "s3://bucket/out"\n'
-    )
+    p.write_text('[data]\nurl = "data"\ntarget = "y"\n[output]\nurl = "s3://bucket/out"\n')
     cfg = RunConfig.from_toml(p)
     assert cfg.data.url == str(tmp_path / "data")
     assert cfg.output.url == "s3://bucket/out"

@@ -31,7 +31,9 @@ def frame(n=3000, seed=0, task="binary", k=3):
 @pytest.mark.parametrize("npartitions", [1, 5])
 def test_binary_matches_sklearn(client, npartitions):
     df, cols = frame()
-    got = evaluate(dd.from_pandas(df, npartitions=npartitions), task="binary", label="y", pred_cols=cols)
+    got = evaluate(
+        dd.from_pandas(df, npartitions=npartitions), task="binary", label="y", pred_cols=cols
+    )
     assert got["n"] == len(df)
     assert got["auc"] == pytest.approx(skm.roc_auc_score(df.y, df.p), rel=TOL)
     assert got["logloss"] == pytest.approx(skm.log_loss(df.y, y_proba=df.p.to_numpy()), rel=TOL)

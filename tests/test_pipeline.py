@@ -80,13 +80,17 @@ def test_bundle_round_trip_predicts_identically(binary_run, binary_data, client)
     pd.testing.assert_frame_equal(a, b)
     # the same through Dask, partition by partition
     c = loaded.predict(dd.read_parquet(binary_data)).compute()
-    np.testing.assert_array_equal(c.sort_values("id").probability.to_numpy(), a.sort_values("id").probability.to_numpy())
+    np.testing.assert_array_equal(
+        c.sort_values("id").probability.to_numpy(), a.sort_values("id").probability.to_numpy()
+    )
     manifest = json.load(open(os.path.join(result.bundle_url, "manifest.json")))
     assert manifest["versions"]["xgboost"] == xgboost.__version__
     assert manifest["feature_names"] == result.model.feature_names
     assert manifest["metrics"]["auc"] == pytest.approx(result.metrics["auc"])
     assert {"scan", "train", "total"} <= set(manifest["timings"])
-    assert {c["name"] for c in manifest["input_columns"]} == {f"f{i:02d}" for i in range(12)} | {"region"}
+    assert {c["name"] for c in manifest["input_columns"]} == {f"f{i:02d}" for i in range(12)} | {
+        "region"
+    }
 
 
 def test_distributed_training_matches_single_process_xgboost(binary_run, binary_data):
@@ -98,7 +102,9 @@ def test_distributed_training_matches_single_process_xgboost(binary_run, binary_
     y = raw.label.to_numpy()
     params = dict(result.model.info["params"])
     rounds = result.model.booster.num_boosted_rounds()
-    dtrain = xgboost.QuantileDMatrix(feats[part == TRAIN], y[part == TRAIN], enable_categorical=True)
+    dtrain = xgboost.QuantileDMatrix(
+        feats[part == TRAIN], y[part == TRAIN], enable_categorical=True
+    )
     local = xgboost.train(params, dtrain, num_boost_round=rounds)
     ho = part == HOLDOUT
     p_local = local.predict(xgboost.DMatrix(feats[ho], enable_categorical=True))
@@ -122,7 +128,9 @@ def test_pipeline_preprocessing_matches_sklearn_on_training_rows(client, clean_d
     np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=1e-6)
     np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=1e-6)
     assert sp.n_components_ == pca.n_components_
-    np.testing.assert_allclose(sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-6)
+    np.testing.assert_allclose(
+        sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-6
+    )
     signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
     np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-6)
 
@@ -131,7 +139,9 @@ def test_split_is_independent_of_partitioning(binary_data):
     raw = read_pandas(binary_data)
     cfg = base_config(binary_data, "unused")
     whole, spec = split_of(raw, cfg)
-    pieces = np.concatenate([assign_split(raw[spec.columns].iloc[i : i + 701], spec) for i in range(0, len(raw), 701)])
+    pieces = np.concatenate(
+        [assign_split(raw[spec.columns].iloc[i : i + 701], spec) for i in range(0, len(raw), 701)]
+    )
     np.testing.assert_array_equal(whole, pieces)
     shuffled = raw.sample(frac=1.0, random_state=3)
     again = pd.Series(assign_split(shuffled[spec.columns], spec), index=shuffled.index).sort_index()
@@ -148,13 +158,20 @@ def test_split_without_key_uses_row_values(binary_data):
     cfg["data"]["key"] = None
     del cfg["data"]["key"]
     a, spec = split_of(raw, cfg)
-    b = np.concatenate([assign_split(raw[spec.columns].iloc[i : i + 999], spec) for i in range(0, len(raw), 999)])
+    b = np.concatenate(
+        [assign_split(raw[spec.columns].iloc[i : i + 999], spec) for i in range(0, len(raw), 999)]
+    )
     np.testing.assert_array_equal(a, b)
     assert 0.15 < (a == HOLDOUT).mean() < 0.25
 
 
 def test_multiclass(client, multiclass_data, tmp_path):
-    cfg = base_config(multiclass_data, str(tmp_path), model={"objective": "multi:softprob"}, preprocess={"pca": False})
+    cfg = base_config(
+        multiclass_data,
+        str(tmp_path),
+        model={"objective": "multi:softprob"},
+        preprocess={"pca": False},
+    )
     result = scaler.run(cfg, client=client)
     assert result.model.classes == [0, 1, 2]
     pred = pd.read_parquet(result.predictions_url)
@@ -162,8 +179,12 @@ def test_multiclass(client, multiclass_data, tmp_path):
     assert list(pred.columns) == ["id", "label", "prediction", *cols]
     proba = pred[cols].to_numpy(dtype=np.float64)
     proba = proba / proba.sum(axis=1, keepdims=True)  # float32 sums are 1 to ~1e-7
-    assert result.metrics["logloss"] == pytest.approx(skm.log_loss(pred.label, y_proba=proba, labels=[0, 1, 2]), rel=1e-6)
-    assert result.metrics["accuracy"] == pytest.approx(skm.accuracy_score(pred.label, pred.prediction), rel=1e-6)
+    assert result.metrics["logloss"] == pytest.approx(
+        skm.log_loss(pred.label, y_proba=proba, labels=[0, 1, 2]), rel=1e-6
+    )
+    assert result.metrics["accuracy"] == pytest.approx(
+        skm.accuracy_score(pred.label, pred.prediction), rel=1e-6
+    )
     assert result.metrics["accuracy"] > 0.5
 
 
@@ -180,7 +201,9 @@ def test_regression_and_missing_targets(client, regression_data, tmp_path):
     assert result.counts["rows_read"] == 5000
     pred = pd.read_parquet(result.predictions_url)
     m = result.metrics
-    assert m["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(pred.label, pred.prediction)), rel=1e-6)
+    assert m["rmse"] == pytest.approx(
+        np.sqrt(skm.mean_squared_error(pred.label, pred.prediction)), rel=1e-6
+    )
     assert m["mae"] == pytest.approx(skm.mean_absolute_error(pred.label, pred.prediction), rel=1e-6)
     assert m["r2"] == pytest.approx(skm.r2_score(pred.label, pred.prediction), rel=1e-6)
     assert m["r2"] > 0.3
@@ -200,7 +223,11 @@ def test_early_stopping_cuts_to_best_round(client, clean_data, tmp_path):
     cfg = base_config(
         clean_data,
         str(tmp_path),
-        model={"rounds": 300, "early_stopping": 3, "params": {"max_depth": 6, "learning_rate": 0.5}},
+        model={
+            "rounds": 300,
+            "early_stopping": 3,
+            "params": {"max_depth": 6, "learning_rate": 0.5},
+        },
     )
     result = scaler.run(cfg, client=client)
     best = result.model.info["best_iteration"]
@@ -214,16 +241,23 @@ def test_early_stopping_cuts_to_best_round(client, clean_data, tmp_path):
 def test_string_target_and_filters_on_hive_partitions(client, tmp_path):
     rng = np.random.default_rng(0)
     n = 3000
-    df = pd.DataFrame({
-        "month": np.repeat([1, 2, 3], n // 3),
-        "a": rng.normal(size=n),
-        "b": rng.normal(size=n),
-    })
+    df = pd.DataFrame(
+        {
+            "month": np.repeat([1, 2, 3], n // 3),
+            "a": rng.normal(size=n),
+            "b": rng.normal(size=n),
+        }
+    )
     df["churn"] = np.where(df.a + 0.5 * rng.normal(size=n) > 0, "yes", "no")
     df["churn"] = df["churn"].astype("str")
     df.to_parquet(tmp_path / "tree", partition_cols=["month"], index=False)
     cfg = {
-        "data": {"url": str(tmp_path / "tree"), "target": "churn", "filters": [["month", "in", [1, 2]]], "exclude": ["month"]},
+        "data": {
+            "url": str(tmp_path / "tree"),
+            "target": "churn",
+            "filters": [["month", "in", [1, 2]]],
+            "exclude": ["month"],
+        },
         "model": {"rounds": 10},
         "output": {"url": str(tmp_path / "out")},
     }

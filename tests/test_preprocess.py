@@ -27,7 +27,9 @@ def assert_matches(sp, x, k):
     np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=RTOL)
     np.testing.assert_allclose(sp.var_, ss.var_, rtol=RTOL)
     assert sp.n_components_ == pca.n_components_
-    np.testing.assert_allclose(sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=RTOL)
+    np.testing.assert_allclose(
+        sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=RTOL
+    )
     np.testing.assert_allclose(sp.explained_variance_, pca.explained_variance_, rtol=RTOL)
     # components equal up to sign
     signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
@@ -38,7 +40,9 @@ def assert_matches(sp, x, k):
 @pytest.mark.parametrize("k", [3, 12, 0.9])
 def test_dask_dataframe_matches_sklearn(client, k):
     x = make_x()
-    ddf = dd.from_pandas(pd.DataFrame(x, columns=[f"c{i}" for i in range(x.shape[1])]), npartitions=7)
+    ddf = dd.from_pandas(
+        pd.DataFrame(x, columns=[f"c{i}" for i in range(x.shape[1])]), npartitions=7
+    )
     sp = ScalePCA(n_components=k).fit(ddf)
     ss, pca = assert_matches(sp, x, k)
     out = sp.transform(ddf).compute()
@@ -88,7 +92,9 @@ def test_missing_values_match_sklearn_on_mean_imputed_data():
     np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=RTOL)
     imputed = np.where(np.isnan(x), ss.mean_, x)
     pca = PCA(4).fit((imputed - ss.mean_) / ss.scale_)
-    np.testing.assert_allclose(sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=RTOL)
+    np.testing.assert_allclose(
+        sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=RTOL
+    )
     out = sp.transform(x)
     assert np.isfinite(out).all()
 
@@ -136,7 +142,9 @@ def test_incremental_method_uses_dask_ml_and_matches(client):
     np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=RTOL)
     np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=RTOL)
     # all components kept: incremental SVD is exact up to rounding
-    np.testing.assert_allclose(sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-5)
+    np.testing.assert_allclose(
+        sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-5
+    )
     signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
     np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-5)
 
