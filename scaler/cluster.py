@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from scaler.config import ClusterConfig
+from scaler.errors import ConfigError
 
 __all__ = ["connect", "resolve_address", "current_client"]
 
@@ -57,6 +58,33 @@ def _warn_if_insecure(address: str) -> None:
         )
 
 
+def security_from(config: ClusterConfig, address: str = "") -> Any:
+    """``distributed.Security`` from ``[cluster] tls_*`` (None when unset).
+
+    A ``tls://`` address without them is a :class:`ConfigError`."""
+    from distributed import Security
+
+    if config.tls_ca_file:
+        for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(config, key)
+            if not os.path.isfile(path):
+                raise ConfigError(
+                    f"[cluster] {key} = {path!r} does not exist. Give the path of a PEM file."
+                )
+        return Security(
+            tls_ca_file=config.tls_ca_file,
+            tls_client_cert=config.tls_cert_file,
+            tls_client_key=config.tls_key_file,
+            require_encryption=True,
+        )
+    if address.startswith("tls://"):
+        raise ConfigError(
+            f"The scheduler {address} speaks TLS: set [cluster] tls_ca_file, tls_cert_file "
+            "and tls_key_file (PEM files) so that scaler can connect."
+        )
+    return None
+
+
 def connect(
     address: str | None = None,
     *,
@@ -83,8 +111,9 @@ def connect(
     address = resolve_address(address, config)
     if address:
         _warn_if_insecure(address)
+        security = security_from(config, address)
         try:
-            return Client(address, timeout=timeout)
+            return Client(address, timeout=timeout, security=security)
         except OSError as e:
             raise OSError(
                 f"Could not reach the Dask scheduler at {address} within {timeout}: {e}. "

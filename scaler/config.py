@@ -132,7 +132,10 @@ class ModelConfig:
     rounds) or ``"random_forest"`` (one round of ``rounds`` parallel trees).
     ``early_stopping`` stops after that many rounds without improvement on
     a validation set of ``valid_fraction`` of the training rows; 0 turns it
-    off. ``params`` go to XGBoost as they are.
+    off. ``params`` go to XGBoost as they are. A checkpoint of the booster
+    is written every ``checkpoint_every`` rounds (0: never) under the output
+    URL; after a lost worker training continues from it, up to
+    ``max_retries`` times.
     """
 
     kind: str = "xgboost"
@@ -141,11 +144,18 @@ class ModelConfig:
     early_stopping: int = 10
     valid_fraction: float = 0.1
     params: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 10
+    max_retries: int = 2
 
 
 @dataclass
 class ClusterConfig:
-    """The Dask cluster. An empty ``address`` starts a LocalCluster on 127.0.0.1."""
+    """The Dask cluster. An empty ``address`` starts a LocalCluster on 127.0.0.1.
+
+    ``min_workers`` and ``wait_timeout`` (seconds) say how long training
+    waits for workers after losing one. ``tls_*`` give the CA, certificate
+    and key files for a ``tls://`` scheduler.
+    """
 
     address: str = ""
     n_workers: int = 2
@@ -153,6 +163,11 @@ class ClusterConfig:
     memory_limit: str = "auto"
     dashboard: bool = False
     processes: bool = True
+    min_workers: int = 1
+    wait_timeout: float = 60.0
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
 
 @dataclass
@@ -162,6 +177,7 @@ class OutputConfig:
     url: str = ""
     storage_options: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = True
+    report: bool = True  # report.html + PNGs in OUTPUT/report/
 
 
 _SECTIONS: dict[str, type] = {
@@ -353,6 +369,21 @@ class RunConfig:
                     m.params[k],
                     "Use [model] objective / rounds instead.",
                 )
+        if m.checkpoint_every < 0:
+            raise bad("model.checkpoint_every", "an int >= 0 (0 turns checkpoints off)", m.checkpoint_every)
+        if m.max_retries < 0:
+            raise bad("model.max_retries", "an int >= 0", m.max_retries)
+        if c.min_workers < 1:
+            raise bad("cluster.min_workers", "an int >= 1", c.min_workers)
+        if c.wait_timeout <= 0:
+            raise bad("cluster.wait_timeout", "a number of seconds > 0", c.wait_timeout)
+        tls = [c.tls_ca_file, c.tls_cert_file, c.tls_key_file]
+        if any(tls) and not all(tls):
+            raise bad(
+                "cluster.tls_ca_file/tls_cert_file/tls_key_file",
+                "all three set, or none",
+                tls,
+            )
         if c.n_workers < 1:
             raise bad("cluster.n_workers", "an int >= 1", c.n_workers)
         if c.threads_per_worker < 1:

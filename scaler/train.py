@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xgboost
 
 from scaler.config import ModelConfig
 
@@ -57,57 +58,265 @@ class TrainResult:
     history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     best_iteration: int | None = None
     rounds_trained: int = 0
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
+    checkpoint_seconds: float = 0.0
+
+
+_MAXIMIZE = ("auc", "aucpr", "pre", "map", "ndcg")
+
+
+def _maximize(metric: str) -> bool:
+    return metric != "mape" and metric.startswith(_MAXIMIZE)
+
+
+def _best_of(scores: list[float], maximize: bool) -> tuple[float | None, int | None]:
+    best = best_it = None
+    for i, s in enumerate(scores):
+        if best is None or (s > best if maximize else s < best):
+            best, best_it = s, i
+    return best, best_it
+
+
+class EarlyStop(xgboost.callback.TrainingCallback):
+    """Early stopping that can continue from a previous history.
+
+    Same rule as XGBoost's ``EarlyStopping`` (last metric of the last
+    evaluation set, strict improvement), but its state can be seeded with
+    the history of earlier rounds, so training resumed from a checkpoint
+    stops where an uninterrupted run would have.
+    """
+
+    def __init__(self, rounds: int, prior: dict[str, dict[str, list[float]]] | None = None) -> None:
+        self.rounds = rounds
+        self.prior = prior or {}
+        self.start = 0
+        self.best: float | None = None
+        self.best_it: int | None = None
+        self.seeded = False
+
+    def before_training(self, model: Any) -> Any:
+        self.start = model.num_boosted_rounds()
+        return model
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        data = list(evals_log)[-1]
+        metric = list(evals_log[data])[-1]
+        maximize = _maximize(metric)
+        if not self.seeded:
+            self.seeded = True
+            old = self.prior.get(data, {}).get(metric, [])[: self.start]
+            self.best, self.best_it = _best_of([float(v) for v in old], maximize)
+        it = self.start + epoch
+        score = float(evals_log[data][metric][-1])
+        if self.best is None or (score > self.best if maximize else score < self.best):
+            self.best, self.best_it = score, it
+        model.set_attr(best_iteration=str(self.best_it), best_score=str(self.best))
+        return it - int(self.best_it) >= self.rounds  # type: ignore[arg-type]
+
+
+class Checkpointer(xgboost.callback.TrainingCallback):
+    """Writes a checkpoint every ``every`` rounds from the rank-0 worker."""
+
+    def __init__(self, url: str, storage_options: Any, every: int, fp: str, prior: dict) -> None:
+        self.url, self.storage_options, self.every = url, storage_options, every
+        self.fp, self.prior, self.start = fp, prior, 0
+
+    def before_training(self, model: Any) -> Any:
+        self.start = model.num_boosted_rounds()
+        return model
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        from xgboost import collective
+
+        from scaler.checkpoint import write_checkpoint
+
+        done = self.start + epoch + 1
+        if done % self.every == 0 and collective.get_rank() == 0:
+            history = merge_history(self.prior, evals_log, self.start)
+            write_checkpoint(self.url, model, done, history, self.fp, self.storage_options)
+        return False
+
+
+def merge_history(prior: dict, new: Any, start: int) -> dict[str, dict[str, list[float]]]:
+    """Rounds ``[0, start)`` from ``prior`` followed by the ``new`` rounds."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for data, metrics in new.items():
+        out[data] = {}
+        for m, vals in metrics.items():
+            old = [float(v) for v in prior.get(data, {}).get(m, [])[:start]]
+            out[data][m] = old + [float(v[0] if isinstance(v, tuple) else v) for v in vals]
+    return out
+
+
+# Errors that mean "a worker (or its connection) went away during training".
+def _recoverable(e: BaseException) -> bool:
+    import asyncio
+
+    import xgboost
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(e, (KilledWorker, CommClosedError, asyncio.TimeoutError, xgboost.core.XGBoostError)):
+        return True
+    text = f"{type(e).__name__}: {e}"
+    return any(
+        s in text
+        for s in ("Missing required workers", "worker", "Worker", "closed", "Connection", "collective")
+    )
+
+
+def _scheduler_alive(client: Any) -> bool:
+    try:
+        client.scheduler_info()
+        return client.status == "running"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+class SchedulerLostError(RuntimeError):
+    """The Dask scheduler went away; training cannot continue in this run."""
 
 
 def train_booster(
     client: Any,
-    X_train: Any,
-    y_train: Any,
+    X_train: Any = None,
+    y_train: Any = None,
     *,
-    params: dict[str, Any],
-    rounds: int,
     X_valid: Any = None,
     y_valid: Any = None,
+    make_data: Any = None,
+    params: dict[str, Any],
+    rounds: int,
     early_stopping: int = 0,
-    xgb_model: Any = None,
-    callbacks: list[Any] | None = None,
+    checkpoint_url: str | None = None,
+    checkpoint_every: int = 0,
+    storage_options: dict[str, Any] | None = None,
+    fingerprint: str = "",
+    resume: Any = None,
+    max_retries: int = 0,
+    min_workers: int = 1,
+    wait_timeout: float = 60.0,
+    echo: Any = None,
+    extra_callbacks: list[Any] | None = None,
 ) -> TrainResult:
-    """Train on the cluster; with a validation set and ``early_stopping`` the
-    booster is cut to its best round."""
+    """Train on the cluster, surviving lost workers.
+
+    The data are Dask collections from one collection (so that partitions
+    agree); or ``make_data()`` returns ``(X_train, y_train, X_valid,
+    y_valid)`` (valid may be None). Either way the training matrices are
+    rebuilt after a failure on the workers that are alive (Dask recomputes
+    lost partitions of persisted data). With ``checkpoint_url`` the rank-0
+    worker writes a checkpoint every ``checkpoint_every`` rounds; after a
+    lost worker the driver waits for ``min_workers`` workers and continues
+    from the last checkpoint, up to ``max_retries`` times. ``resume`` (a
+    :class:`scaler.checkpoint.Checkpoint`) starts from a previous run's
+    checkpoint. With a validation set and ``early_stopping`` the booster is
+    cut to its best round. ``extra_callbacks`` (XGBoost training callbacks,
+    run on the workers) are added after scaler's own.
+    """
+    import time
+
     import xgboost.dask as dxgb
 
+    from scaler.checkpoint import read_checkpoint
+
+    echo = echo or (lambda msg: log.info(msg))
+    if make_data is None:
+
+        def make_data() -> tuple[Any, Any, Any, Any]:
+            return X_train, y_train, X_valid, y_valid
+
+    start = resume
+    retries: list[dict[str, Any]] = []
+    resumed_from = resume.rounds if resume is not None else None
     max_bin = params.get("max_bin")
-    dtrain = dxgb.DaskQuantileDMatrix(
-        client, X_train, y_train, enable_categorical=True, max_bin=max_bin
-    )
-    evals = [(dtrain, "train")]
-    if X_valid is not None:
-        dvalid = dxgb.DaskQuantileDMatrix(
-            client, X_valid, y_valid, ref=dtrain, enable_categorical=True, max_bin=max_bin
-        )
-        evals.append((dvalid, "valid"))
-    use_es = bool(early_stopping) and X_valid is not None and rounds > 1
-    out = dxgb.train(
-        client,
-        params,
-        dtrain,
-        num_boost_round=rounds,
-        evals=evals,
-        early_stopping_rounds=early_stopping if use_es else None,
-        verbose_eval=False,
-        xgb_model=xgb_model,
-        callbacks=callbacks,
-    )
-    booster = out["booster"]
-    history = {
-        k: {m: [float(v) for v in vals] for m, vals in d.items()} for k, d in out["history"].items()
-    }
+    attempt = 0
+    while True:
+        prior = start.history if start is not None else {}
+        done = start.rounds if start is not None else 0
+        xgb_model = start.booster() if start is not None else None
+        remaining = rounds - done
+        try:
+            Xt, yt, Xv, yv = make_data()
+            dtrain = dxgb.DaskQuantileDMatrix(
+                client, Xt, yt, enable_categorical=True, max_bin=max_bin
+            )
+            evals = [(dtrain, "train")]
+            if Xv is not None:
+                dvalid = dxgb.DaskQuantileDMatrix(
+                    client, Xv, yv, ref=dtrain, enable_categorical=True, max_bin=max_bin
+                )
+                evals.append((dvalid, "valid"))
+            use_es = bool(early_stopping) and Xv is not None and rounds > 1
+            callbacks = []
+            if use_es:
+                callbacks.append(EarlyStop(early_stopping, prior))
+            if checkpoint_url and checkpoint_every:
+                callbacks.append(
+                    Checkpointer(checkpoint_url, storage_options, checkpoint_every, fingerprint, prior)
+                )
+            callbacks.extend(extra_callbacks or [])
+            if remaining <= 0 and xgb_model is not None:
+                booster, new_hist = xgb_model, {}
+            else:
+                out = dxgb.train(
+                    client,
+                    params,
+                    dtrain,
+                    num_boost_round=remaining,
+                    evals=evals,
+                    verbose_eval=False,
+                    xgb_model=xgb_model,
+                    callbacks=callbacks or None,
+                )
+                booster, new_hist = out["booster"], out["history"]
+            break
+        except Exception as e:  # noqa: BLE001 - sorted below
+            if not _scheduler_alive(client):
+                last = read_checkpoint(checkpoint_url, storage_options) if checkpoint_url else None
+                where = (
+                    f" The last checkpoint (round {last.rounds}) is at {checkpoint_url}; run again "
+                    "with --resume once a scheduler is back."
+                    if last
+                    else ""
+                )
+                raise SchedulerLostError(
+                    f"Lost the Dask scheduler during training ({type(e).__name__}: {e}).{where}"
+                ) from e
+            if not _recoverable(e) or attempt >= max_retries:
+                raise
+            attempt += 1
+            echo(f"[train] lost a worker ({type(e).__name__}); waiting for {min_workers} worker(s)")
+            t0 = time.perf_counter()
+            client.wait_for_workers(min_workers, timeout=wait_timeout)
+            ckpt = read_checkpoint(checkpoint_url, storage_options) if checkpoint_url else None
+            if ckpt is not None and ckpt.fingerprint == fingerprint:
+                start = ckpt
+            resumed = start.rounds if start is not None else 0
+            retries.append(
+                {
+                    "attempt": attempt,
+                    "error": f"{type(e).__name__}: {str(e)[:300]}",
+                    "resumed_from_round": resumed,
+                    "waited_seconds": round(time.perf_counter() - t0, 3),
+                }
+            )
+            echo(f"[train] retry {attempt}/{max_retries}: resuming from round {resumed}")
+    history = merge_history(prior, new_hist, done) if new_hist else dict(prior)
     best = None
-    if use_es:
-        best = int(booster.best_iteration)
+    if use_es and booster.attr("best_iteration") is not None:
+        best = int(booster.attr("best_iteration"))
         if best + 1 < booster.num_boosted_rounds():
             booster = booster[: best + 1]
-    return TrainResult(booster, history, best, int(booster.num_boosted_rounds()))
+    return TrainResult(
+        booster,
+        history,
+        best,
+        int(booster.num_boosted_rounds()),
+        retries,
+        resumed_from,
+    )
 
 
 def predict_frame(
