@@ -1,0 +1,167 @@
+"""Faults injected into real `dask scheduler` / `dask worker --nanny`
+processes on 127.0.0.1: lost workers, a worker over its memory limit, a
+lost scheduler. Each run must finish (or fail clearly and resume)."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+import scaler
+from scaler.checkpoint import read_checkpoint
+
+from . import toml_util
+from .conftest import base_config
+from .processes import DaskProcesses
+from .test_cli import scaler_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fault_data(tmp_path_factory):
+    from scaler.datasets import _frame
+
+    url = tmp_path_factory.mktemp("faults") / "data"
+    url.mkdir()
+    for i in range(8):  # written in this process: no cluster needed
+        kw = dict(n_features=10, rank=4, seed=3, task="binary", categorical=False, missing=0.0)
+        _frame(i, i * 4000, 4000, **kw).to_parquet(url / f"part-{i}.parquet", index=False)
+    return str(url)
+
+
+def fault_config(data, out, address, **model):
+    m = {"rounds": 120, "early_stopping": 0, "checkpoint_every": 10, "max_retries": 3,
+         "params": {"max_depth": 5, "learning_rate": 0.1}}
+    m.update(model)
+    return base_config(data, str(out), cluster={"address": address, "min_workers": 2,
+                                                "wait_timeout": 60.0}, model=m)
+
+
+def kill_worker(procs, index=0):
+    """SIGKILL the worker process under nanny `index` (the nanny restarts it)."""
+    nanny = psutil.Process(procs.workers[index].pid)
+    kids = nanny.children(recursive=True)
+    assert kids, "the nanny has no worker process"
+    for k in kids:
+        k.send_signal(signal.SIGKILL)
+
+
+def when_file(path, action, timeout=120):
+    def watch():
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if os.path.exists(path):
+                action()
+                return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.fixture(scope="module")
+def reference(fault_data, tmp_path_factory):
+    """An uninterrupted run with the same config on the same kind of cluster."""
+    out = tmp_path_factory.mktemp("reference")
+    with DaskProcesses(n_workers=3) as procs:
+        return scaler.run(fault_config(fault_data, out, procs.address))
+
+
+def test_lost_worker_after_a_checkpoint_resumes_and_matches(fault_data, reference, tmp_path):
+    out = tmp_path / "out"
+    with DaskProcesses(n_workers=3) as procs:
+        ckpt = out / "checkpoints" / "checkpoint.json"
+        when_file(ckpt, lambda: kill_worker(procs, 0))
+        lines = []
+        result = scaler.run(fault_config(fault_data, out, procs.address), echo=lines.append)
+    retries = result.model.info["retries"]
+    assert retries, "the worker was killed during training, so a retry must be recorded"
+    assert retries[0]["resumed_from_round"] >= 10
+    assert any("resuming from round" in line for line in lines)
+    assert result.model.booster.num_boosted_rounds() == 120
+    assert len(result.model.info["history"]["train"]["logloss"]) == 120
+    assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.005
+    assert not (out / "checkpoints").exists()  # cleared once the bundle is committed
+
+
+def test_lost_worker_during_preprocessing_is_recomputed(fault_data, reference, tmp_path):
+    out = tmp_path / "out"
+    with DaskProcesses(n_workers=3) as procs:
+        def echo(line):
+            # after the features are persisted: their partitions on that worker are lost
+            if line.startswith("[train] training"):
+                kill_worker(procs, 1)
+            # during the statistics pass
+            if line.startswith("[scan] reading"):
+                threading.Timer(0.3, kill_worker, (procs, 2)).start()
+
+        result = scaler.run(fault_config(fault_data, out, procs.address), echo=echo)
+    ref = reference.model.preprocessor.scaler_pca
+    got = result.model.preprocessor.scaler_pca
+    np.testing.assert_allclose(got.mean_, ref.mean_, rtol=1e-12)
+    np.testing.assert_allclose(got.components_, ref.components_, rtol=1e-9, atol=1e-12)
+    assert result.counts == reference.counts
+    assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.005
+
+
+def test_worker_over_its_memory_limit_is_restarted_and_training_resumes(fault_data, reference, tmp_path):
+    out = tmp_path / "out"
+    with DaskProcesses(n_workers=3, memory_limit="1GB") as procs:
+        from distributed import Client
+
+        def hog():
+            # The worker's only thread is busy training, so grow memory from a
+            # thread of its own until the nanny kills the process.
+            def grow():
+                blocks = []
+                for _ in range(60):
+                    blocks.append(np.ones(50_000_000 // 8))
+                    time.sleep(0.05)
+
+            threading.Thread(target=grow, daemon=True).start()
+
+        with Client(procs.address) as side:
+            target = sorted(side.scheduler_info()["workers"])[0]
+
+            def start_hog():
+                side.run(hog, workers=[target])
+
+            when_file(out / "checkpoints" / "checkpoint.json", start_hog)
+            result = scaler.run(fault_config(fault_data, out, procs.address, rounds=150))
+            restarted = target not in side.scheduler_info()["workers"]
+    assert restarted, "the hog should have pushed its worker over the memory limit"
+    assert result.model.info["retries"]
+    assert result.model.booster.num_boosted_rounds() == 150
+    assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.01
+
+
+def test_lost_scheduler_fails_clearly_and_resume_finishes(fault_data, tmp_path):
+    out = tmp_path / "out"
+    cfg_path = tmp_path / "run.toml"
+    with DaskProcesses(n_workers=2) as procs:
+        cfg_path.write_text(toml_util.dumps(fault_config(fault_data, out, procs.address, rounds=200)))
+        ckpt = out / "checkpoints" / "checkpoint.json"
+        when_file(ckpt, lambda: os.killpg(procs.scheduler.pid, signal.SIGKILL))
+        # a short reconnect timeout: the client gives up on the dead scheduler sooner
+        r = scaler_cli("run", str(cfg_path), timeout=300,
+                       env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"})
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "Lost the Dask scheduler" in r.stderr and "--resume" in r.stderr
+    last = read_checkpoint(str(out / "checkpoints"))
+    assert last is not None and last.rounds >= 10 and last.rounds % 10 == 0
+    last.booster()  # intact and loadable
+    assert not (out / "model").exists()
+
+    with DaskProcesses(n_workers=2) as fresh:
+        r = scaler_cli("run", str(cfg_path), "--resume", "--scheduler", fresh.address, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming from the checkpoint at round {last.rounds}" in r.stdout
+    model = scaler.load_bundle(str(out / "model"))
+    assert model.booster.num_boosted_rounds() == 200
+    assert len(model.info["history"]["train"]["logloss"]) == 200
