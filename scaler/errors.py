@@ -16,6 +16,7 @@ __all__ = [
     "BundleError",
     "DatasetNotFoundError",
     "StorageAccessError",
+    "IncompleteOutputError",
 ]
 
 
@@ -41,3 +42,7 @@ class DatasetNotFoundError(InputError, FileNotFoundError):
 
 class StorageAccessError(InputError, PermissionError):
     """The store refused access to a URL."""
+
+
+class IncompleteOutputError(DataError):
+    """A scaler output was never committed (its write died) or lost files."""
