@@ -25,8 +25,9 @@ from scaler.errors import (
 )
 from scaler.evaluate import evaluate
 from scaler.model import Model
-from scaler.pipeline import PredictResult, RunResult, predict, run
+from scaler.pipeline import PredictResult, Prepared, RunResult, predict, prepare, run
 from scaler.preprocess import Preprocessor, ScalePCA
+from scaler.report import write_report
 from scaler.storage import read_dataset
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "InputError",
     "Model",
     "PredictResult",
+    "Prepared",
     "Preprocessor",
     "RunConfig",
     "RunResult",
@@ -51,7 +53,9 @@ __all__ = [
     "load_config",
     "make_dataset",
     "predict",
+    "prepare",
     "read_dataset",
     "run",
     "save_bundle",
+    "write_report",
 ]

@@ -28,6 +28,14 @@ def _echo_factory(quiet: bool) -> Any:
     return echo
 
 
+def _progress(args: argparse.Namespace) -> str:
+    """Progress display: none with --quiet, a bar on a terminal, plain lines
+    (no control characters) when output goes to a pipe or a CI log."""
+    from scaler.progress import resolve_mode
+
+    return "off" if args.quiet else resolve_mode("auto", fallback="plain")
+
+
 def _storage_options(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
@@ -63,7 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = RunConfig.from_toml(args.config)
     echo = _echo_factory(args.quiet)
-    result = run(cfg, scheduler=args.scheduler, echo=echo)
+    result = run(
+        cfg, scheduler=args.scheduler, echo=echo, progress=_progress(args), resume=args.resume
+    )
     print(result.summary(), flush=True)
     return EXIT_OK
 
@@ -132,10 +142,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
             with client.as_current():
                 make_dataset(data_url, storage_options=so, **params)
             echo(f"[data] written in {time.perf_counter() - t0:.2f} s")
-        result = run(cfg, client=client, echo=echo)
+        result = run(cfg, client=client, echo=echo, progress=_progress(args))
     finally:
         close(client)
     print(result.summary(), flush=True)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from scaler.report import write_report
+
+    rep = write_report(
+        args.bundle,
+        out_url=args.out,
+        predictions_url=args.predictions,
+        storage_options=_storage_options(args.storage_options),
+    )
+    print(f"Report: {redact(rep.html_url)} ({len(rep.images)} plots)", flush=True)
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from scaler.inspect import inspect_dataset
+
+    info = inspect_dataset(args.url, _storage_options(args.storage_options))
+    print(json.dumps(info.to_dict(), indent=2) if args.json else info.render(), flush=True)
     return EXIT_OK
 
 
@@ -171,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("config", help="path of the TOML config")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue training from the last checkpoint under [output] url "
+        "(after a crash of this command, the scheduler or the machine)",
+    )
     common(p)
     p.set_defaults(func=cmd_run)
 
@@ -203,6 +240,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-options", metavar="JSON", help="fsspec options for --out")
     common(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "report",
+        help="(re)write report.html and the plots of a saved bundle",
+        description="Write report.html (self-contained, images embedded) and one PNG per plot "
+        "for the bundle at BUNDLE_URL, by default into the 'report' folder next to it, using "
+        "the scored holdout in the 'holdout_predictions' folder next to it.",
+    )
+    p.add_argument("bundle", metavar="BUNDLE_URL")
+    p.add_argument("--out", metavar="URL", help="report folder (default: BUNDLE_URL/../report)")
+    p.add_argument(
+        "--predictions",
+        metavar="URL",
+        help="scored holdout Parquet (default: BUNDLE_URL/../holdout_predictions)",
+    )
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec options for the URLs")
+    p.add_argument("-v", "--verbose", action="store_true", help="add logs and tracebacks")
+    p.set_defaults(func=cmd_report, quiet=False)
+
+    p = sub.add_parser(
+        "inspect",
+        help="describe a Parquet dataset from its footers (no data read)",
+        description="List the files, hive partition keys and values, row counts, schema and "
+        "sizes of the Parquet data at URL, reading only the files' footers, and suggest a "
+        "better file size when partitions are far from the 100 MB-1 GB Dask works best with.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec options for URL")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("-v", "--verbose", action="store_true", help="add logs and tracebacks")
+    p.set_defaults(func=cmd_inspect, quiet=False)
     return parser
 
 

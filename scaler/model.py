@@ -142,13 +142,14 @@ class Model:
         return self.score_frame(data[needed], extra=extra)
 
     def __repr__(self) -> str:
-        sp = self.preprocessor.scaler_pca
-        return (
-            f"Model(task={self.task!r}, target={self.target!r}, "
-            f"inputs={len(self.input_columns)}, features={len(self.feature_names)}, "
-            f"rounds={self.booster.num_boosted_rounds()}, "
-            f"pca={sp.n_components_ if sp is not None and sp.components_ is not None else None})"
-        )
+        from scaler._display import model_rows, text_block
+
+        return text_block("scaler.Model", model_rows(self))
+
+    def _repr_html_(self) -> str:
+        from scaler._display import html_block, model_rows
+
+        return html_block("scaler.Model", model_rows(self))
 
 
 def _score_partition(df: pd.DataFrame, model: Model, extra: list[str]) -> pd.DataFrame:

@@ -21,15 +21,25 @@ import pandas as pd
 
 from scaler import storage
 from scaler.bundle import load_bundle, save_bundle
+from scaler.checkpoint import clear_checkpoints, fingerprint, read_checkpoint
 from scaler.cluster import close, connect, current_client
 from scaler.config import RunConfig, load_config, redact
 from scaler.errors import ConfigError, DataError
 from scaler.evaluate import evaluate
 from scaler.model import Model, encode_labels
-from scaler.preprocess import Moments, Preprocessor, ScalePCA, tree_merge
+from scaler.preprocess import Moments, Preprocessor, ScalePCA, _merge_many
+from scaler.progress import Progress
 from scaler.train import train_booster, xgb_params
 
-__all__ = ["run", "predict", "RunResult", "PredictResult", "resolve_columns"]
+__all__ = [
+    "run",
+    "predict",
+    "prepare",
+    "Prepared",
+    "RunResult",
+    "PredictResult",
+    "resolve_columns",
+]
 
 log = logging.getLogger("scaler")
 
@@ -295,6 +305,7 @@ class RunResult:
     bundle_url: str
     predictions_url: str
     config: RunConfig
+    report_url: str | None = None
 
     def summary(self) -> str:
         lines = ["Stage timings (s):"]
@@ -310,10 +321,19 @@ class RunResult:
         )
         lines.append(f"Model bundle:       {redact(self.bundle_url)}")
         lines.append(f"Scored holdout:     {redact(self.predictions_url)}")
+        if self.report_url:
+            lines.append(f"Report:             {redact(self.report_url)}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"RunResult(metrics={self.metrics}, bundle_url={redact(self.bundle_url)!r})"
+        from scaler._display import run_rows, text_block
+
+        return text_block("scaler.RunResult", run_rows(self))
+
+    def _repr_html_(self) -> str:
+        from scaler._display import html_block, run_rows
+
+        return html_block("scaler.RunResult", run_rows(self))
 
 
 @contextlib.contextmanager
@@ -322,7 +342,9 @@ def _client_for(cfg: RunConfig, client: Any, scheduler: str | None) -> Iterator[
         with client.as_current():
             yield client
         return
-    if scheduler is None:
+    # An address given for this run wins over the current client; the
+    # current client wins over DASK_SCHEDULER_ADDRESS and a new LocalCluster.
+    if not scheduler and not cfg.cluster.address:
         existing = current_client()
         if existing is not None:
             yield existing
@@ -366,14 +388,23 @@ def run(
     client: Any = None,
     scheduler: str | None = None,
     echo: Callable[[str], None] | None = None,
+    progress: str | bool = "auto",
+    resume: bool = False,
 ) -> RunResult:
     """Run the whole pipeline of ``config`` (a :class:`RunConfig`, a dict or
     a TOML path) and return a :class:`RunResult`.
 
+    Training writes a checkpoint every ``[model] checkpoint_every`` rounds
+    under ``OUTPUT/checkpoints``; a lost worker costs only the rounds since
+    the last one. ``resume=True`` (``scaler run --resume``) continues from
+    the last checkpoint of a previous, interrupted run of the same config.
+
     ``client`` is used when given; otherwise the current Dask client, or a
     cluster started from ``[cluster]`` (closed at the end). Every config and
     schema check happens before any data is read, and nothing is written
-    before the model is trained and evaluated.
+    before the model is trained and evaluated. ``echo`` receives the stage
+    lines; ``progress`` ("auto", "bar", "plain", "notebook" or False, see
+    :mod:`scaler.progress`) shows partitions done and boosting rounds.
 
     Examples
     --------
@@ -381,20 +412,14 @@ def run(
     >>> result = scaler.run("config.toml")  # doctest: +SKIP
     >>> result.metrics["auc"]  # doctest: +SKIP
     """
-    import dask
-    from distributed import wait
-
     cfg = load_config(config)
     echo = echo or (lambda msg: log.info(msg))
+    prog = Progress(progress, echo=echo)
     timer = _Timer(echo)
-    d = cfg.data
     t_start = time.perf_counter()
 
     # Everything that can be checked without reading data pages.
-    df = storage.read_dataset(d.url, filters=d.filters, storage_options=d.storage_options)
-    spec = resolve_columns(df.dtypes, cfg)
-    df = df[spec.columns]
-    input_dtypes = {c: str(df.dtypes[c]) for c in spec.features}
+    df, spec = _read(cfg)
     bundle_url = storage.join(cfg.output.url, "model")
     preds_url = storage.join(cfg.output.url, "holdout_predictions")
     if not cfg.output.overwrite and storage.exists(
@@ -406,104 +431,33 @@ def run(
         )
 
     with _client_for(cfg, client, scheduler) as cl:
-        # ---- pass 1: every statistic at once
-        with timer.stage("scan", "reading data and computing statistics"):
-            parts = [dask.delayed(scan_partition)(p, spec) for p in df.to_delayed()]
-            scan: Scan = dask.compute(tree_merge(parts, Scan.merge))[0]
-        counts = {
-            "rows_read": int(scan.rows),
-            "missing_target_dropped": int(scan.missing_target),
-            "train": int(scan.parts[TRAIN]),
-            "valid": int(scan.parts[VALID]),
-            "holdout": int(scan.parts[HOLDOUT]),
-        }
-        _check_counts(counts, cfg)
-        classes: list[Any] = []
-        if spec.task != "regression":
-            classes = [_py(v) for v in _sorted_values(scan.classes)]
-            _check_classes(classes, cfg)
-        categories = {}
-        for c in spec.categorical:
-            vals = scan.categories.get(c, set())
-            if len(vals) > spec.max_categories:
-                raise DataError(
-                    f"Column {c!r} has more than {spec.max_categories} distinct values in the "
-                    "training rows; as a categorical feature that is too many. Exclude it "
-                    "([data] exclude), or raise [preprocess] max_categories."
-                )
-            categories[c] = sorted(vals)
-
-        # ---- fit scaling + PCA on the training rows
-        sp = None
-        if spec.numeric and (cfg.preprocess.scale or cfg.preprocess.pca is not False):
-            sp = ScalePCA(
-                scale=cfg.preprocess.scale,
-                n_components=None if cfg.preprocess.pca is False else cfg.preprocess.pca,
-                method=cfg.preprocess.method,
-                batch_size=cfg.preprocess.batch_size,
-            )
-            if cfg.preprocess.method == "incremental" and sp.n_components is not None:
-                with timer.stage("fit", "fitting dask-ml StandardScaler + IncrementalPCA"):
-                    train_num = df.map_partitions(
-                        _train_numeric, spec, meta=df._meta[list(spec.numeric)].astype(np.float64)
-                    )
-                    sp.fit(train_num)
-            else:
-                assert scan.moments is not None
-                sp._fit_moments(scan.moments, list(spec.numeric))
-        pre = Preprocessor(list(spec.numeric), list(spec.categorical), categories, sp)
-
-        # ---- pass 2: features for training and evaluation, kept on the cluster
-        with timer.stage("transform", "transforming features"):
-            meta = pre.meta()
-            meta[LABEL] = np.array(
-                [], dtype=np.float64 if spec.task == "regression" else np.float32
-            )
-            meta[PART] = np.array([], dtype=np.int8)
-            if spec.key:
-                meta[spec.key] = df._meta[spec.key]
-            feats = df.map_partitions(featurize_partition, spec, pre, classes, meta=meta)
-            feats = feats.persist()
-            wait(feats)
+        prep = _prepare_features(cfg, df, spec, cl, timer, prog)
+        counts, sp = prep.counts, prep.preprocessor.scaler_pca
 
         # ---- train
-        fcols = pre.output_columns
-        params, rounds = xgb_params(cfg.model, task=spec.task, n_classes=len(classes))
+        params, rounds = xgb_params(cfg.model, task=spec.task, n_classes=len(prep.classes))
+        ckpt_url = storage.join(cfg.output.url, "checkpoints")
+        fp = _fingerprint(cfg)
+        start = _resume_point(cfg, ckpt_url, fp, echo) if resume else None
         with timer.stage("train", f"training XGBoost ({cfg.model.kind}, {rounds} round(s))"):
-            tr = feats[feats[PART] == TRAIN]
-            va = feats[feats[PART] == VALID] if counts["valid"] else None
-            result = train_booster(
-                cl,
-                tr[fcols],
-                tr[LABEL],
-                params=params,
-                rounds=rounds,
-                X_valid=va[fcols] if va is not None else None,
-                y_valid=va[LABEL] if va is not None else None,
-                early_stopping=cfg.model.early_stopping if cfg.model.kind == "xgboost" else 0,
+            model, result = prep._train(
+                cfg.model,
+                prog,
+                checkpoint_url=ckpt_url if cfg.model.checkpoint_every else None,
+                checkpoint_every=cfg.model.checkpoint_every,
+                storage_options=cfg.output.storage_options,
+                fingerprint=fp,
+                resume=start,
+                max_retries=cfg.model.max_retries,
+                min_workers=cfg.cluster.min_workers,
+                wait_timeout=cfg.cluster.wait_timeout,
+                echo=echo,
             )
-        model = Model(
-            preprocessor=pre,
-            booster=result.booster,
-            task=spec.task,
-            target=spec.target,
-            classes=classes,
-            key=spec.key,
-            input_dtypes=input_dtypes,
-        )
 
         # ---- evaluate on the holdout, on the cluster
         with timer.stage("evaluate", "scoring the holdout and computing metrics"):
-            ho = feats[feats[PART] == HOLDOUT]
-            smeta = score_holdout(meta.iloc[:0], model, spec)
-            scored = ho.map_partitions(score_holdout, model, spec, meta=smeta).persist()
-            wait(scored)
-            pred_cols = {
-                "binary": ["probability"],
-                "multiclass": [f"proba_{c}" for c in classes],
-                "regression": ["prediction"],
-            }[spec.task]
-            metrics = evaluate(scored, task=spec.task, label=LABEL, pred_cols=pred_cols)
+            scored = prep._score_holdout(model, prog)
+            metrics = prep._metrics(scored)
 
         # ---- write: scored holdout, then the bundle (its manifest last)
         out = cfg.output
@@ -514,6 +468,7 @@ def run(
             timings = dict(timer.timings)
             timings["total"] = round(time.perf_counter() - t_start, 3)
             model.info = {
+                **model.info,
                 "kind": cfg.model.kind,
                 "objective": cfg.model.objective,
                 "metrics": metrics,
@@ -524,14 +479,358 @@ def run(
                 "params": params,
                 "config": cfg.to_dict(),
                 "history": result.history,
+                "retries": result.retries,
+                "resumed_from_round": result.resumed_from,
             }
             if sp is not None and sp.explained_variance_ratio_ is not None:
                 model.info["explained_variance_ratio"] = sp.explained_variance_ratio_.tolist()
             save_bundle(model, bundle_url, storage_options=out.storage_options)
+            # The bundle is committed: the checkpoints have served their purpose.
+            clear_checkpoints(ckpt_url, out.storage_options)
+        report_url = None
+        if out.report:
+            from scaler.report import write_report
+
+            with timer.stage("report", "writing report.html and the plots"):
+                report_url = write_report(
+                    bundle_url,
+                    model=model,
+                    predictions_url=preds_url,
+                    storage_options=out.storage_options,
+                ).html_url
         timings = dict(timer.timings)
         timings["total"] = round(time.perf_counter() - t_start, 3)
         model.info["timings"] = timings
-    return RunResult(model, metrics, timings, counts, bundle_url, preds_url, cfg)
+    return RunResult(model, metrics, timings, counts, bundle_url, preds_url, cfg, report_url)
+
+
+def _fingerprint(cfg: RunConfig) -> str:
+    """What a checkpoint must agree with: data, split, preprocessing, model
+    (not the number of rounds, retries or where the cluster is)."""
+    d, m = cfg.data, cfg.model
+    return fingerprint(
+        {
+            "data": [d.url, d.target, d.features, d.exclude, d.filters, d.key],
+            "split": cfg.to_dict()["split"],
+            "preprocess": cfg.to_dict()["preprocess"],
+            "model": [m.kind, m.objective, m.early_stopping, m.valid_fraction, m.params],
+        }
+    )
+
+
+def _resume_point(cfg: RunConfig, url: str, fp: str, echo: Callable[[str], None]) -> Any:
+    ckpt = read_checkpoint(url, cfg.output.storage_options)
+    if ckpt is None:
+        echo(f"[train] no checkpoint at {redact(url)}: training from round 0")
+        return None
+    if ckpt.fingerprint != fp:
+        raise ConfigError(
+            f"The checkpoint at {redact(url)} comes from a run with a different data, split, "
+            "preprocess or model config, so it cannot be resumed. Run without --resume "
+            "to start over (the checkpoint will be replaced)."
+        )
+    echo(f"[train] resuming from the checkpoint at round {ckpt.rounds}")
+    return ckpt
+
+
+# ------------------------------------------------- prepare once, train often
+@dataclass
+class Prepared:
+    """Features read, fitted (scaling + PCA) and transformed once, persisted
+    in cluster memory, ready to train several models on: see :func:`prepare`.
+
+    Attributes
+    ----------
+    config : RunConfig
+    preprocessor : Preprocessor
+        The fitted column handling + :class:`ScalePCA`.
+    classes : list
+        Class values (classification).
+    counts : dict
+        Rows read / dropped / per split part.
+    features : dask.dataframe.DataFrame
+        The persisted model features, label, split part (and key).
+    timings : dict
+        Seconds per preparation stage.
+    """
+
+    config: RunConfig
+    spec: Spec = field(repr=False)
+    preprocessor: Preprocessor
+    classes: list[Any]
+    counts: dict[str, int]
+    input_dtypes: dict[str, str] = field(repr=False)
+    features: Any = field(repr=False)
+    timings: dict[str, float]
+    client: Any = field(repr=False, default=None)
+    _meta: Any = field(repr=False, default=None)
+
+    def train(self, *, progress: str | bool = False, **model: Any) -> Model:
+        """Train one model on the persisted features and return it.
+
+        Keyword arguments override keys of ``[model]`` (``rounds``,
+        ``early_stopping``, ``kind``, and ``params``, which is merged into
+        the configured params). ``objective`` and ``valid_fraction`` are
+        fixed by the preparation. ``model.info`` holds the per-round
+        ``history``, ``best_iteration``, ``best_score`` (the last eval
+        metric on the validation rows, the one early stopping watches,
+        named by ``valid_metric``) and ``train_seconds``.
+
+        Examples
+        --------
+        >>> m = prep.train(rounds=50, params={"max_depth": 4})  # doctest: +SKIP
+        >>> m.info["best_score"]  # doctest: +SKIP
+        """
+        mc = self.config.model
+        for key in ("objective", "valid_fraction"):
+            if key in model and model[key] != getattr(mc, key):
+                raise ConfigError(
+                    f"Prepared.train() cannot change [model] {key} ({getattr(mc, key)!r} -> "
+                    f"{model[key]!r}): the labels and the validation rows were prepared for it. "
+                    "Call scaler.prepare() again with the new value."
+                )
+        if "params" in model:
+            model["params"] = {**mc.params, **(model["params"] or {})}
+        cfg = self.config.replace(model=model)
+        trained, _ = self._train(cfg.model, Progress(progress))
+        trained.info["config"] = cfg.to_dict()
+        return trained
+
+    def _train(self, mc: Any, prog: Progress, **train_kwargs: Any) -> tuple[Model, Any]:
+        spec, feats = self.spec, self.features
+        fcols = self.preprocessor.output_columns
+        params, rounds = xgb_params(mc, task=spec.task, n_classes=len(self.classes))
+        has_valid = bool(self.counts["valid"])
+
+        def make_data() -> tuple[Any, Any, Any, Any]:
+            tr = feats[feats[PART] == TRAIN]
+            if not has_valid:
+                return tr[fcols], tr[LABEL], None, None
+            va = feats[feats[PART] == VALID]
+            return tr[fcols], tr[LABEL], va[fcols], va[LABEL]
+
+        t0 = time.perf_counter()
+        with prog.rounds(self.client, rounds) as reporter:
+            result = train_booster(
+                self.client,
+                make_data=make_data,
+                params=params,
+                rounds=rounds,
+                early_stopping=mc.early_stopping if mc.kind == "xgboost" else 0,
+                extra_callbacks=[reporter] if reporter is not None else None,
+                **train_kwargs,
+            )
+        model = Model(
+            preprocessor=self.preprocessor,
+            booster=result.booster,
+            task=spec.task,
+            target=spec.target,
+            classes=self.classes,
+            key=spec.key,
+            input_dtypes=self.input_dtypes,
+        )
+        valid = result.history.get("valid", {})
+        metric = list(valid)[-1] if valid else None
+        best = None
+        if metric:
+            at = result.best_iteration if result.best_iteration is not None else -1
+            best = float(valid[metric][at])
+        model.info = {
+            "kind": mc.kind,
+            "objective": mc.objective,
+            "counts": self.counts,
+            "best_iteration": result.best_iteration,
+            "rounds": result.rounds_trained,
+            "params": params,
+            "history": result.history,
+            "valid_metric": metric,
+            "best_score": best,
+            "train_seconds": round(time.perf_counter() - t0, 3),
+        }
+        sp = self.preprocessor.scaler_pca
+        if sp is not None and sp.explained_variance_ratio_ is not None:
+            model.info["explained_variance_ratio"] = sp.explained_variance_ratio_.tolist()
+        return model, result
+
+    def _score_holdout(self, model: Model, prog: Progress | None = None) -> Any:
+        from distributed import futures_of, wait
+
+        feats, spec = self.features, self.spec
+        ho = feats[feats[PART] == HOLDOUT]
+        smeta = score_holdout(self._meta.iloc[:0], model, spec)
+        scored = ho.map_partitions(score_holdout, model, spec, meta=smeta).persist()
+        if prog is not None:
+            prog.track(futures_of(scored), "evaluate")
+        wait(scored)
+        return scored
+
+    def _metrics(self, scored: Any) -> dict[str, float]:
+        pred_cols = {
+            "binary": ["probability"],
+            "multiclass": [f"proba_{c}" for c in self.classes],
+            "regression": ["prediction"],
+        }[self.spec.task]
+        return evaluate(scored, task=self.spec.task, label=LABEL, pred_cols=pred_cols)
+
+    def evaluate(self, model: Model) -> dict[str, float]:
+        """Holdout metrics of ``model`` (computed on the cluster); also stored
+        in ``model.info["metrics"]`` so that :func:`save_bundle` records them."""
+        with self.client.as_current():
+            metrics = self._metrics(self._score_holdout(model))
+        model.info["metrics"] = metrics
+        return metrics
+
+    def release(self) -> None:
+        """Drop the persisted features from cluster memory."""
+        self.features = None
+
+    def __enter__(self) -> Prepared:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def prepare(
+    config: Any,
+    *,
+    client: Any = None,
+    echo: Callable[[str], None] | None = None,
+    progress: str | bool = "auto",
+) -> Prepared:
+    """Read, split, fit scaling + PCA and transform the data of ``config``
+    once, keeping the model features in cluster memory: train several
+    models on them with :meth:`Prepared.train` (a hyper-parameter search)
+    without recomputing anything. :func:`run` does the same steps for one
+    model.
+
+    Needs a running client (``client`` or the current one), since the
+    features live in its cluster's memory.
+
+    Examples
+    --------
+    >>> with scaler.connect() as client:  # doctest: +SKIP
+    ...     prep = scaler.prepare("config.toml")
+    ...     models = [prep.train(params={"max_depth": d}) for d in (3, 6)]
+    ...     best = min(models, key=lambda m: m.info["best_score"])
+    ...     prep.evaluate(best)
+    """
+    cfg = load_config(config)
+    cl = client if client is not None else current_client()
+    if cl is None:
+        raise ValueError(
+            "scaler.prepare() keeps the features in the memory of a Dask cluster and needs a "
+            "client: pass client=..., or start one first, e.g. `client = scaler.connect()`."
+        )
+    echo = echo or (lambda msg: log.info(msg))
+    df, spec = _read(cfg)
+    with cl.as_current():
+        return _prepare_features(cfg, df, spec, cl, _Timer(echo), Progress(progress, echo=echo))
+
+
+def _read(cfg: RunConfig) -> tuple[Any, Spec]:
+    """The lazy dataframe of the used columns, and the resolved column roles."""
+    d = cfg.data
+    df = storage.read_dataset(d.url, filters=d.filters, storage_options=d.storage_options)
+    spec = resolve_columns(df.dtypes, cfg)
+    return df[spec.columns], spec
+
+
+def _prepare_features(
+    cfg: RunConfig, df: Any, spec: Spec, cl: Any, timer: _Timer, prog: Progress
+) -> Prepared:
+    """Scan, fit scaling + PCA, and persist the model features on the cluster."""
+    import dask
+    from distributed import futures_of, wait
+
+    input_dtypes = {c: str(df.dtypes[c]) for c in spec.features}
+    # ---- pass 1: every statistic at once
+    with timer.stage("scan", "reading data and computing statistics"):
+        parts = [dask.delayed(scan_partition)(p, spec) for p in df.to_delayed()]
+        futs = cl.compute(parts)
+        prog.track(futs, "scan")
+        while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
+            futs = [
+                cl.submit(_merge_many, futs[i : i + 8], Scan.merge, pure=False)
+                for i in range(0, len(futs), 8)
+            ]
+        scan: Scan = futs[0].result()
+    counts = {
+        "rows_read": int(scan.rows),
+        "missing_target_dropped": int(scan.missing_target),
+        "train": int(scan.parts[TRAIN]),
+        "valid": int(scan.parts[VALID]),
+        "holdout": int(scan.parts[HOLDOUT]),
+    }
+    _check_counts(counts, cfg)
+    classes: list[Any] = []
+    if spec.task != "regression":
+        classes = [_py(v) for v in _sorted_values(scan.classes)]
+        _check_classes(classes, cfg)
+    categories = {}
+    for c in spec.categorical:
+        vals = scan.categories.get(c, set())
+        if len(vals) > spec.max_categories:
+            raise DataError(
+                f"Column {c!r} has more than {spec.max_categories} distinct values in the "
+                "training rows; as a categorical feature that is too many. Exclude it "
+                "([data] exclude), or raise [preprocess] max_categories."
+            )
+        categories[c] = sorted(vals)
+    if scan.moments is not None:
+        m = scan.moments
+        bad = ~np.isfinite(m.s1) | ~np.isfinite(m.zz if m.zz.ndim == 1 else np.diag(m.zz))
+        if bad.any():
+            cols = [spec.numeric[i] for i in np.flatnonzero(bad)]
+            raise DataError(
+                f"Column(s) {cols} contain infinite values (inf or -inf). Replace or filter "
+                "them before training, or exclude the columns with [data] exclude."
+            )
+
+    # ---- fit scaling + PCA on the training rows
+    sp = None
+    if spec.numeric and (cfg.preprocess.scale or cfg.preprocess.pca is not False):
+        sp = ScalePCA(
+            scale=cfg.preprocess.scale,
+            n_components=None if cfg.preprocess.pca is False else cfg.preprocess.pca,
+            method=cfg.preprocess.method,
+            batch_size=cfg.preprocess.batch_size,
+        )
+        if cfg.preprocess.method == "incremental" and sp.n_components is not None:
+            with timer.stage("fit", "fitting dask-ml StandardScaler + IncrementalPCA"):
+                train_num = df.map_partitions(
+                    _train_numeric, spec, meta=df._meta[list(spec.numeric)].astype(np.float64)
+                )
+                sp.fit(train_num)
+        else:
+            assert scan.moments is not None
+            sp._fit_moments(scan.moments, list(spec.numeric))
+    pre = Preprocessor(list(spec.numeric), list(spec.categorical), categories, sp)
+
+    # ---- pass 2: features for training and evaluation, kept on the cluster
+    with timer.stage("transform", "transforming features"):
+        meta = pre.meta()
+        meta[LABEL] = np.array([], dtype=np.float64 if spec.task == "regression" else np.float32)
+        meta[PART] = np.array([], dtype=np.int8)
+        if spec.key:
+            meta[spec.key] = df._meta[spec.key]
+        feats = df.map_partitions(featurize_partition, spec, pre, classes, meta=meta)
+        feats = feats.persist()
+        prog.track(futures_of(feats), "transform")
+        wait(feats)
+
+    return Prepared(
+        config=cfg,
+        spec=spec,
+        preprocessor=pre,
+        classes=classes,
+        counts=counts,
+        input_dtypes=input_dtypes,
+        features=feats,
+        timings=dict(timer.timings),
+        client=cl,
+        _meta=meta,
+    )
 
 
 def _train_numeric(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:

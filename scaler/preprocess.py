@@ -453,16 +453,17 @@ class ScalePCA:
         return cls.from_state(d, arrays)
 
     def __repr__(self) -> str:
+        from scaler._display import scalepca_rows, text_block
+
         params = f"scale={self.scale}, n_components={self.n_components!r}, method={self.method!r}"
-        if hasattr(self, "mean_"):
-            pca = (
-                f"{self.n_components_} components, "
-                f"{float(np.sum(self.explained_variance_ratio_)):.1%} of variance"
-                if self.components_ is not None
-                else "no PCA"
-            )
-            return f"ScalePCA({params}) fitted on {self.n_samples_seen_:,} rows x {self.n_features_in_} features: {pca}"
-        return f"ScalePCA({params})"
+        if not hasattr(self, "mean_"):
+            return f"ScalePCA({params})"
+        return text_block(f"ScalePCA({params})", scalepca_rows(self)[1:])
+
+    def _repr_html_(self) -> str:
+        from scaler._display import html_block, scalepca_rows
+
+        return html_block("ScalePCA", scalepca_rows(self))
 
 
 def _column_names(X: Any) -> list[str] | None:

@@ -92,3 +92,13 @@ def base_config(data_url: str, out_url: str, **sections) -> dict:
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def binary_result(client, binary_data, tmp_path_factory):
+    """One whole run (bundle, scored holdout, report) on ``binary_data``,
+    shared by tests that only read its results: ``(RunResult, output dir)``."""
+    import scaler
+
+    out = tmp_path_factory.mktemp("binary_result")
+    return scaler.run(base_config(binary_data, str(out)), client=client), out
