@@ -106,7 +106,9 @@ def read_checkpoint(url: str, storage_options: dict[str, Any] | None = None) -> 
             f"Checkpoint {redact(url)}/{name} was altered (sha256 mismatch). Remove the "
             "checkpoints folder to start training from scratch."
         )
-    return Checkpoint(int(index["rounds"]), data, index.get("history", {}), index.get("fingerprint", ""))
+    return Checkpoint(
+        int(index["rounds"]), data, index.get("history", {}), index.get("fingerprint", "")
+    )
 
 
 def clear_checkpoints(url: str, storage_options: dict[str, Any] | None = None) -> None:

@@ -133,6 +133,15 @@ def connect(
     client = Client(cluster)
     client._scaler_owns_cluster = True  # closed with the client by the pipeline
     if config.dashboard:
+        try:
+            import bokeh  # noqa: F401
+        except ImportError:
+            warnings.warn(
+                "[cluster] dashboard = true, but the Dask dashboard needs bokeh: "
+                "pip install 'scaler[dashboard]'",
+                UserWarning,
+                stacklevel=2,
+            )
         log.info("Dask dashboard: %s", client.dashboard_link)
     return client
 

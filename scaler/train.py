@@ -157,12 +157,21 @@ def _recoverable(e: BaseException) -> bool:
     from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
 
-    if isinstance(e, (KilledWorker, CommClosedError, asyncio.TimeoutError, xgboost.core.XGBoostError)):
+    if isinstance(
+        e, (KilledWorker, CommClosedError, asyncio.TimeoutError, xgboost.core.XGBoostError)
+    ):
         return True
     text = f"{type(e).__name__}: {e}"
     return any(
         s in text
-        for s in ("Missing required workers", "worker", "Worker", "closed", "Connection", "collective")
+        for s in (
+            "Missing required workers",
+            "worker",
+            "Worker",
+            "closed",
+            "Connection",
+            "collective",
+        )
     )
 
 
@@ -275,7 +284,9 @@ def train_booster(
                 callbacks.append(EarlyStop(early_stopping, prior))
             if checkpoint_url and checkpoint_every:
                 callbacks.append(
-                    Checkpointer(checkpoint_url, storage_options, checkpoint_every, fingerprint, prior)
+                    Checkpointer(
+                        checkpoint_url, storage_options, checkpoint_every, fingerprint, prior
+                    )
                 )
             callbacks.extend(extra_callbacks or [])
             if remaining <= 0 and xgb_model is not None:

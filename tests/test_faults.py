@@ -35,11 +35,20 @@ def fault_data(tmp_path_factory):
 
 
 def fault_config(data, out, address, **model):
-    m = {"rounds": 120, "early_stopping": 0, "checkpoint_every": 10, "max_retries": 3,
-         "params": {"max_depth": 5, "learning_rate": 0.1}}
+    m = {
+        "rounds": 120,
+        "early_stopping": 0,
+        "checkpoint_every": 10,
+        "max_retries": 3,
+        "params": {"max_depth": 5, "learning_rate": 0.1},
+    }
     m.update(model)
-    return base_config(data, str(out), cluster={"address": address, "min_workers": 2,
-                                                "wait_timeout": 60.0}, model=m)
+    return base_config(
+        data,
+        str(out),
+        cluster={"address": address, "min_workers": 2, "wait_timeout": 60.0},
+        model=m,
+    )
 
 
 def kill_worker(procs, index=0):
@@ -93,6 +102,7 @@ def test_lost_worker_after_a_checkpoint_resumes_and_matches(fault_data, referenc
 def test_lost_worker_during_preprocessing_is_recomputed(fault_data, reference, tmp_path):
     out = tmp_path / "out"
     with DaskProcesses(n_workers=3) as procs:
+
         def echo(line):
             # after the features are persisted: their partitions on that worker are lost
             if line.startswith("[train] training"):
@@ -110,7 +120,9 @@ def test_lost_worker_during_preprocessing_is_recomputed(fault_data, reference, t
     assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.005
 
 
-def test_worker_over_its_memory_limit_is_restarted_and_training_resumes(fault_data, reference, tmp_path):
+def test_worker_over_its_memory_limit_is_restarted_and_training_resumes(
+    fault_data, reference, tmp_path
+):
     out = tmp_path / "out"
     with DaskProcesses(n_workers=3, memory_limit="1GB") as procs:
         from distributed import Client
@@ -145,12 +157,18 @@ def test_lost_scheduler_fails_clearly_and_resume_finishes(fault_data, tmp_path):
     out = tmp_path / "out"
     cfg_path = tmp_path / "run.toml"
     with DaskProcesses(n_workers=2) as procs:
-        cfg_path.write_text(toml_util.dumps(fault_config(fault_data, out, procs.address, rounds=200)))
+        cfg_path.write_text(
+            toml_util.dumps(fault_config(fault_data, out, procs.address, rounds=200))
+        )
         ckpt = out / "checkpoints" / "checkpoint.json"
         when_file(ckpt, lambda: os.killpg(procs.scheduler.pid, signal.SIGKILL))
         # a short reconnect timeout: the client gives up on the dead scheduler sooner
-        r = scaler_cli("run", str(cfg_path), timeout=300,
-                       env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"})
+        r = scaler_cli(
+            "run",
+            str(cfg_path),
+            timeout=300,
+            env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"},
+        )
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert "Lost the Dask scheduler" in r.stderr and "--resume" in r.stderr
     last = read_checkpoint(str(out / "checkpoints"))

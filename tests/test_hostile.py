@@ -85,7 +85,10 @@ def constant_column(d):
     df = frame()
     df["x3"] = 7.0
     write(d, df)
-    return {"preprocess": {"pca": 3}}, ("ok", lambda r: r.model.preprocessor.scaler_pca.scale_[3] == 1.0)
+    return {"preprocess": {"pca": 3}}, (
+        "ok",
+        lambda r: r.model.preprocessor.scaler_pca.scale_[3] == 1.0,
+    )
 
 
 def infinite_values(d):
@@ -114,12 +117,17 @@ def non_utf8_bytes(d):
     df = frame()
     df["raw"] = [b"\xff\xfe" if i % 2 else b"ok" for i in range(N)]
     write(d, df)
-    return {}, ("ok", lambda r: sorted(r.model.preprocessor.categories["raw"]) == ["b'\\xff\\xfe'", "b'ok'"])
+    return {}, (
+        "ok",
+        lambda r: sorted(r.model.preprocessor.categories["raw"]) == ["b'\\xff\\xfe'", "b'ok'"],
+    )
 
 
 def wide_table(d):
     rng = np.random.default_rng(0)
-    df = pd.DataFrame(rng.normal(size=(100, 5000)).astype(np.float32), columns=[f"c{i}" for i in range(5000)])
+    df = pd.DataFrame(
+        rng.normal(size=(100, 5000)).astype(np.float32), columns=[f"c{i}" for i in range(5000)]
+    )
     df["label"] = (df.c0 > 0).astype(np.int64)
     df["id"] = np.arange(100)
     write(d, df)

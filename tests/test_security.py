@@ -61,11 +61,12 @@ def test_tls_address_without_certificates_is_a_config_error(tmp_path):
 
 def make_certs(folder):
     """A CA and one certificate for 127.0.0.1 signed by it (PEM files)."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     now = dt.datetime.now(dt.UTC)
 
@@ -94,7 +95,9 @@ def make_certs(folder):
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
@@ -104,7 +107,9 @@ def make_certs(folder):
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths["key"].write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
     )
     return {k: str(v) for k, v in paths.items()}
@@ -113,14 +118,23 @@ def make_certs(folder):
 class TLSProcesses(DaskProcesses):
     def __init__(self, certs, **kw):
         tls = ["--tls-ca-file", certs["ca"], "--tls-cert", certs["cert"], "--tls-key", certs["key"]]
-        super().__init__(extra_scheduler=["--protocol", "tls", *tls], extra_worker=tls, protocol="tls", **kw)
+        super().__init__(
+            extra_scheduler=["--protocol", "tls", *tls], extra_worker=tls, protocol="tls", **kw
+        )
         self.certs = certs
 
     def client_kwargs(self):
         from distributed import Security
 
         c = self.certs
-        return {"security": Security(tls_ca_file=c["ca"], tls_client_cert=c["cert"], tls_client_key=c["key"], require_encryption=True)}
+        return {
+            "security": Security(
+                tls_ca_file=c["ca"],
+                tls_client_cert=c["cert"],
+                tls_client_key=c["key"],
+                require_encryption=True,
+            )
+        }
 
 
 @pytest.mark.slow
