@@ -1,0 +1,92 @@
+"""Checkpoints on the shared cluster: committed files, --resume semantics."""
+
+import json
+
+import pytest
+
+import scaler
+from scaler.checkpoint import fingerprint, read_checkpoint, write_checkpoint
+from scaler.errors import BundleError, ConfigError
+
+from .conftest import base_config
+
+
+class Stop(Exception):
+    pass
+
+
+def interrupt_at(stage):
+    def echo(line):
+        if line.startswith(f"[{stage}]"):
+            raise Stop(line)
+
+    return echo
+
+
+def cfg_for(data, out, **model):
+    m = {"rounds": 20, "early_stopping": 0, "checkpoint_every": 5}
+    m.update(model)
+    return base_config(data, str(out), model=m)
+
+
+def test_resume_continues_from_the_checkpoint(client, clean_data, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(Stop):
+        scaler.run(cfg_for(clean_data, out), client=client, echo=interrupt_at("evaluate"))
+    ckpt = read_checkpoint(str(out / "checkpoints"))
+    assert ckpt is not None and ckpt.rounds == 20
+    assert len(ckpt.history["valid"]["logloss"]) == 20
+    assert not (out / "model").exists()
+
+    lines = []
+    result = scaler.run(
+        cfg_for(clean_data, out, rounds=30), client=client, echo=lines.append, resume=True
+    )
+    assert "[train] resuming from the checkpoint at round 20" in lines
+    booster = result.model.booster
+    assert booster.num_boosted_rounds() == 30
+    assert booster[:20].get_dump() == ckpt.booster().get_dump()  # the first 20 trees are kept
+    assert len(result.model.info["history"]["valid"]["logloss"]) == 30
+    assert result.model.info["resumed_from_round"] == 20
+    assert not (out / "checkpoints").exists()  # cleared after the bundle is committed
+
+
+def test_resume_without_a_checkpoint_starts_from_zero(client, clean_data, tmp_path):
+    lines = []
+    result = scaler.run(
+        cfg_for(clean_data, tmp_path / "o", rounds=6), client=client, echo=lines.append, resume=True
+    )
+    assert any("no checkpoint" in line for line in lines)
+    assert result.model.booster.num_boosted_rounds() == 6
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(client, clean_data, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(Stop):
+        scaler.run(
+            cfg_for(clean_data, out, rounds=10), client=client, echo=interrupt_at("evaluate")
+        )
+    other = cfg_for(clean_data, out, rounds=10, params={"max_depth": 2})
+    with pytest.raises(ConfigError, match="different"):
+        scaler.run(other, client=client, resume=True, echo=interrupt_at("scan"))
+
+
+def test_checkpoint_files_are_committed_and_verified(tmp_path):
+    import xgboost
+
+    X = [[0.0], [1.0], [2.0], [3.0]]
+    b = xgboost.train({"max_depth": 1}, xgboost.DMatrix(X, [0, 1, 0, 1]), 3)
+    url = str(tmp_path / "ck")
+    write_checkpoint(url, b, 3, {"valid": {"logloss": [0.5, 0.4, 0.3]}}, fingerprint({"a": 1}))
+    write_checkpoint(url, b, 6, {"valid": {"logloss": [0.5] * 6}}, fingerprint({"a": 1}))
+    files = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert files == ["checkpoint.json", "round-000006.ubj"]  # older booster pruned
+    assert read_checkpoint(url).rounds == 6
+    (tmp_path / "ck" / "round-000006.ubj").write_bytes(b"torn")
+    with pytest.raises(BundleError, match="altered"):
+        read_checkpoint(url)
+    index = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
+    (tmp_path / "ck" / index["file"]).unlink()
+    with pytest.raises(BundleError, match="missing"):
+        read_checkpoint(url)
+    assert read_checkpoint(str(tmp_path / "none")) is None
