@@ -80,6 +80,13 @@ class DataConfig:
         Passed to the fsspec filesystem (credentials, ``endpoint_url``...).
     key : str or None
         A column carried through to the predictions (an id).
+    cache : {"none", "local"}
+        ``"local"`` reads remote files through a local on-disk cache
+        (fsspec ``simplecache``) in ``cache_dir``, so that a re-run of
+        unchanged files makes no data requests.
+    cache_dir : str
+        Folder of that cache; empty: ``$SCALER_CACHE_DIR``, else
+        ``~/.cache/scaler``. Must be a local path valid on the workers.
     """
 
     url: str = ""
@@ -89,6 +96,8 @@ class DataConfig:
     filters: list[Any] = field(default_factory=list)
     storage_options: dict[str, Any] = field(default_factory=dict)
     key: str | None = None
+    cache: str = "none"
+    cache_dir: str = ""
 
 
 @dataclass
@@ -115,6 +124,9 @@ class PreprocessConfig:
     ``method`` is ``"covariance"`` (one exact pass over the data, the
     default) or ``"incremental"`` (dask-ml ``StandardScaler`` and
     ``IncrementalPCA`` over batches of ``batch_size`` rows).
+    ``feature_cache`` stores the transformed features under the output URL,
+    keyed by a fingerprint of the input files and this config; a re-run
+    with nothing changed skips reading, fitting and transforming.
     """
 
     scale: bool = True
@@ -122,6 +134,7 @@ class PreprocessConfig:
     method: str = "covariance"
     batch_size: int | None = None
     max_categories: int = 1000
+    feature_cache: bool = False
 
 
 @dataclass
@@ -327,6 +340,8 @@ class RunConfig:
             raise bad("preprocess.method", "'covariance' or 'incremental'", p.method)
         if p.batch_size is not None and p.batch_size < 1:
             raise bad("preprocess.batch_size", "an int >= 1", p.batch_size)
+        if d.cache not in ("none", "local"):
+            raise bad("data.cache", "'none' or 'local'", d.cache)
         if p.max_categories < 1:
             raise bad("preprocess.max_categories", "an int >= 1", p.max_categories)
         if m.kind not in ("xgboost", "random_forest"):
@@ -370,7 +385,11 @@ class RunConfig:
                     "Use [model] objective / rounds instead.",
                 )
         if m.checkpoint_every < 0:
-            raise bad("model.checkpoint_every", "an int >= 0 (0 turns checkpoints off)", m.checkpoint_every)
+            raise bad(
+                "model.checkpoint_every",
+                "an int >= 0 (0 turns checkpoints off)",
+                m.checkpoint_every,
+            )
         if m.max_retries < 0:
             raise bad("model.max_retries", "an int >= 0", m.max_retries)
         if c.min_workers < 1:

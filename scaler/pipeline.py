@@ -731,7 +731,13 @@ def prepare(
 def _read(cfg: RunConfig) -> tuple[Any, Spec]:
     """The lazy dataframe of the used columns, and the resolved column roles."""
     d = cfg.data
-    df = storage.read_dataset(d.url, filters=d.filters, storage_options=d.storage_options)
+    df = storage.read_dataset(
+        d.url,
+        filters=d.filters,
+        storage_options=d.storage_options,
+        cache=d.cache,
+        cache_dir=d.cache_dir or None,
+    )
     spec = resolve_columns(df.dtypes, cfg)
     return df[spec.columns], spec
 
@@ -743,6 +749,13 @@ def _prepare_features(
     import dask
     from distributed import futures_of, wait
 
+    if cfg.preprocess.feature_cache:
+        from scaler import featcache
+
+        cached, fc_fingerprint = featcache.load(cfg, spec, df, timer.echo)
+        if cached is not None:
+            cached.client = cl
+            return cached
     input_dtypes = {c: str(df.dtypes[c]) for c in spec.features}
     # ---- pass 1: every statistic at once
     with timer.stage("scan", "reading data and computing statistics"):
@@ -818,6 +831,17 @@ def _prepare_features(
         feats = feats.persist()
         prog.track(futures_of(feats), "transform")
         wait(feats)
+    if cfg.preprocess.feature_cache:
+        with timer.stage("cache", "writing the feature cache"):
+            featcache.save(
+                cfg,
+                fc_fingerprint,
+                feats,
+                pre,
+                counts=counts,
+                classes=classes,
+                input_dtypes=input_dtypes,
+            )
 
     return Prepared(
         config=cfg,

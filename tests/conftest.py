@@ -11,6 +11,8 @@ import pytest
 
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
+from tests.s3 import s3, s3_server  # noqa: E402, F401 - the S3 endpoint fixtures
+
 ROOT = Path(__file__).resolve().parents[1]
 SCALER = str(Path(sys.executable).with_name("scaler"))
 

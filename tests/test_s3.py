@@ -133,3 +133,16 @@ def test_corrupt_and_disagreeing_files_are_named(s3):
     fs.pipe(f"{prefix}/missing/part-1.parquet", buf.getvalue())
     with pytest.raises(DataError, match=r"part-1\.parquet' has no column 'b'"):
         storage.read_dataset(f"s3://{prefix}/missing", storage_options=so)
+
+
+def test_credentials_from_aws_environment_variables(s3, monkeypatch):
+    """Only the endpoint in storage_options; key and secret from AWS_* (set by
+    the fixture in this process; read here with the in-process scheduler,
+    since worker processes started before do not see them)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.storage_options["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.storage_options["secret"])
+    prefix = f"{BUCKET}/{_prefix()}"
+    s3.fs().pipe(f"{prefix}/part-0.parquet", _good_file(0))
+    so = {"client_kwargs": {"endpoint_url": s3.endpoint_url}}
+    df = storage.read_dataset(f"s3://{prefix}", storage_options=so)
+    assert len(df.compute(scheduler="sync")) == 100
