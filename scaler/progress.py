@@ -28,6 +28,7 @@ receives it through ``Client.subscribe_topic`` while training runs.
 from __future__ import annotations
 
 import html
+import shutil
 import sys
 import threading
 import time
@@ -254,8 +255,10 @@ class _Task:
             if force or finished or now - self.last_emit >= 0.1:
                 self.last_emit = now
                 self.shown = True
-                line = f"\r{self._bar()} {self._text()}"
-                self.p.stream.write(line[:200] + " " * 4)
+                # one terminal row, redrawn in place: never wrap
+                width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
+                line = f"{self._bar()} {self._text()}"
+                self.p.stream.write("\r" + line[:width].ljust(width))
                 self.p.stream.flush()
         elif mode == "notebook" and self.handle is not None:
             from IPython.display import HTML

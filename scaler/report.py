@@ -81,6 +81,12 @@ def _plt() -> Any:
     return plt
 
 
+def _int_ticks() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
@@ -131,6 +137,7 @@ def _plot_variance(ratio: list[float]) -> bytes:
     ax.plot(k, np.cumsum(r), "o-", color="#08519c", label="cumulative")
     ax.axvline(len(r), color="#d62728", ls="--", label=f"chosen: {len(r)} ({r.sum():.1%})")
     ax.set_xlabel("principal component")
+    ax.xaxis.set_major_locator(_int_ticks())
     ax.set_ylabel("explained variance ratio")
     ax.set_ylim(0, 1.02)
     ax.set_title("Explained variance (scaled numeric features)")
@@ -149,6 +156,7 @@ def _plot_learning(history: dict[str, dict[str, list[float]]], best: int | None)
         if best is not None:
             ax.axvline(best + 1, color="#d62728", ls="--", label=f"best round {best + 1}")
         ax.set_xlabel("boosting round")
+        ax.xaxis.set_major_locator(_int_ticks())
         ax.set_title(m)
         ax.legend()
     fig.suptitle("Learning curves")
