@@ -125,7 +125,12 @@ def connect(
         threads_per_worker=config.threads_per_worker,
         memory_limit=config.memory_limit,
         processes=config.processes,
-        dashboard_address="127.0.0.1:0" if config.dashboard else None,
+        # The scheduler's and workers' HTTP servers run even without the
+        # dashboard: bind them to loopback on free ports (a threads-only
+        # cluster cannot take host="127.0.0.1", so say it for each server).
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address="127.0.0.1:0",
+        scheduler_kwargs={"dashboard": config.dashboard},
     )
     if config.processes:
         kwargs["host"] = "127.0.0.1"

@@ -25,7 +25,8 @@ def cluster():
         n_workers=2,
         threads_per_worker=1,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # a free port: no clash with 8787
+        scheduler_kwargs={"dashboard": False},
         processes=True,
         memory_limit="4GB",
     ) as c:

@@ -132,9 +132,9 @@ def test_worker_over_its_memory_limit_is_restarted_and_training_resumes(
             # thread of its own until the nanny kills the process.
             def grow():
                 blocks = []
-                for _ in range(60):
-                    blocks.append(np.ones(50_000_000 // 8))
-                    time.sleep(0.05)
+                for _ in range(40):  # 200 MB a step: past 1 GB within a few steps
+                    blocks.append(np.ones(200_000_000 // 8))
+                    time.sleep(0.02)
 
             threading.Thread(target=grow, daemon=True).start()
 
@@ -145,12 +145,12 @@ def test_worker_over_its_memory_limit_is_restarted_and_training_resumes(
                 side.run(hog, workers=[target])
 
             when_file(out / "checkpoints" / "checkpoint.json", start_hog)
-            result = scaler.run(fault_config(fault_data, out, procs.address, rounds=150))
+            result = scaler.run(fault_config(fault_data, out, procs.address))
             restarted = target not in side.scheduler_info()["workers"]
     assert restarted, "the hog should have pushed its worker over the memory limit"
     assert result.model.info["retries"]
-    assert result.model.booster.num_boosted_rounds() == 150
-    assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.01
+    assert result.model.booster.num_boosted_rounds() == 120
+    assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.005
 
 
 def test_lost_scheduler_fails_clearly_and_resume_finishes(fault_data, tmp_path):

@@ -29,7 +29,7 @@ def listening(pids):
 
 def test_local_cluster_listens_on_loopback_only():
     me = psutil.Process()
-    before = {c.laddr for c in listening([me.pid])}
+    before = set(listening([me.pid]))  # e.g. the S3 test endpoint in this process
     with connect(config=ClusterConfig(n_workers=2, dashboard=True)) as client:
         client.wait_for_workers(2)
         pids = [me.pid] + [p.pid for p in me.children(recursive=True)]
@@ -38,6 +38,16 @@ def test_local_cluster_listens_on_loopback_only():
         assert {a.ip for a in addrs} == {"127.0.0.1"}, addrs
         assert client.dashboard_link.startswith("http://127.0.0.1:")
         assert all("127.0.0.1" in w for w in client.scheduler_info()["workers"])
+        client.cluster.close()
+
+
+def test_threads_only_cluster_listens_on_loopback_only():
+    me = psutil.Process()
+    before = set(listening([me.pid]))
+    with connect(config=ClusterConfig(n_workers=1, processes=False)) as client:
+        addrs = [a for a in listening([me.pid]) if a not in before]
+        assert addrs, "the scheduler's HTTP server listens"
+        assert {a.ip for a in addrs} == {"127.0.0.1"}, addrs
         client.cluster.close()
 
 
