@@ -75,6 +75,7 @@ class Spec:
     seed: int
     split_column: str | None
     max_categories: int
+    covariance: bool = True  # full cross-products (PCA) or only variances
 
     @property
     def features(self) -> list[str]:
@@ -168,6 +169,7 @@ def resolve_columns(dtypes: pd.Series, cfg: RunConfig) -> Spec:
         seed=cfg.split.seed,
         split_column=cfg.split.column,
         max_categories=cfg.preprocess.max_categories,
+        covariance=cfg.preprocess.pca is not False,
     )
 
 
@@ -249,7 +251,8 @@ def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
     train = kept[part == TRAIN]
     if spec.numeric:
         out.moments = Moments.of(
-            train[list(spec.numeric)].to_numpy(dtype=np.float64, na_value=np.nan)
+            train[list(spec.numeric)].to_numpy(dtype=np.float64, na_value=np.nan),
+            covariance=spec.covariance,
         )
     for c in spec.categorical:
         vals = train[c].dropna().unique()
@@ -337,7 +340,9 @@ class RunResult:
 
 
 @contextlib.contextmanager
-def _client_for(cfg: RunConfig, client: Any, scheduler: str | None) -> Iterator[Any]:
+def _client_for(
+    cfg: RunConfig, client: Any, scheduler: str | None, echo: Callable[[str], None] | None = None
+) -> Iterator[Any]:
     if client is not None:
         with client.as_current():
             yield client
@@ -350,6 +355,11 @@ def _client_for(cfg: RunConfig, client: Any, scheduler: str | None) -> Iterator[
             yield existing
             return
     started = connect(scheduler, config=cfg.cluster)
+    if echo is not None:
+        where = "local cluster" if getattr(started, "_scaler_owns_cluster", False) else "scheduler"
+        echo(f"Dask {where}: {started.scheduler.address}")
+        if cfg.cluster.dashboard:
+            echo(f"Dask dashboard: {started.dashboard_link}")
     try:
         with started.as_current():
             yield started
@@ -430,15 +440,16 @@ def run(
             "Choose another [output] url, or set overwrite = true."
         )
 
-    with _client_for(cfg, client, scheduler) as cl:
+    ckpt_url = storage.join(cfg.output.url, "checkpoints")
+    fp = _fingerprint(cfg)
+    start = _resume_point(cfg, ckpt_url, fp, echo) if resume else None
+
+    with _client_for(cfg, client, scheduler, echo) as cl:
         prep = _prepare_features(cfg, df, spec, cl, timer, prog)
         counts, sp = prep.counts, prep.preprocessor.scaler_pca
 
         # ---- train
         params, rounds = xgb_params(cfg.model, task=spec.task, n_classes=len(prep.classes))
-        ckpt_url = storage.join(cfg.output.url, "checkpoints")
-        fp = _fingerprint(cfg)
-        start = _resume_point(cfg, ckpt_url, fp, echo) if resume else None
         with timer.stage("train", f"training XGBoost ({cfg.model.kind}, {rounds} round(s))"):
             model, result = prep._train(
                 cfg.model,

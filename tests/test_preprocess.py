@@ -178,3 +178,18 @@ def test_preprocessor_frame_and_meta_agree():
     meta = pre.meta()
     assert list(out.columns) == list(meta.columns) == ["pc1", "pc2", "s"]
     assert (out.dtypes == meta.dtypes).all()
+
+
+def test_variance_only_moments_match_full():
+    x = make_x(n=900, seed=7)
+    x[np.random.default_rng(2).random(x.shape) < 0.07] = np.nan
+    parts = [Moments.of(x[i : i + 250], covariance=False) for i in range(0, 900, 250)]
+    m = parts[0]
+    for p in parts[1:]:
+        m = m.merge(p)
+    assert m.zz.ndim == 1
+    lite = ScalePCA()._fit_moments(m, None)
+    full = ScalePCA()._fit_moments(Moments.of(x), None)
+    np.testing.assert_allclose(lite.mean_, full.mean_, rtol=1e-12)
+    np.testing.assert_allclose(lite.var_, full.var_, rtol=1e-9)
+    np.testing.assert_allclose(lite.var_, np.nanvar(x, axis=0), rtol=1e-9)
