@@ -105,7 +105,7 @@ def connect(
     >>> with connect() as client:  # doctest: +SKIP
     ...     print(client.dashboard_link)
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     config = config or ClusterConfig()
     address = resolve_address(address, config)
@@ -134,9 +134,10 @@ def connect(
     )
     if config.processes:
         kwargs["host"] = "127.0.0.1"
-    cluster = LocalCluster(**kwargs)
-    client = Client(cluster)
-    client._scaler_owns_cluster = True  # closed with the client by the pipeline
+    # A Client that starts its own LocalCluster also stops it when closed
+    # (also as a context manager), so no worker processes outlive it.
+    client = Client(**kwargs)
+    client._scaler_owns_cluster = True
     if config.dashboard:
         try:
             import bokeh  # noqa: F401
@@ -153,7 +154,4 @@ def connect(
 
 def close(client: Any) -> None:
     """Close ``client`` and the LocalCluster behind it if :func:`connect` started it."""
-    cluster = client.cluster if getattr(client, "_scaler_owns_cluster", False) else None
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    client.close()  # a LocalCluster started by connect() stops with its client

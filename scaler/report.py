@@ -152,7 +152,8 @@ def _plot_learning(history: dict[str, dict[str, list[float]]], best: int | None)
     for ax, m in zip(axes[0], metrics, strict=True):
         for data, d in history.items():
             if m in d:
-                ax.plot(np.arange(1, len(d[m]) + 1), d[m], label=data)
+                name = "train (10% sample)" if data == "train" else data
+                ax.plot(np.arange(1, len(d[m]) + 1), d[m], label=name)
         if best is not None:
             ax.axvline(best + 1, color="#d62728", ls="--", label=f"best round {best + 1}")
         ax.set_xlabel("boosting round")

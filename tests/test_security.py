@@ -38,17 +38,23 @@ def test_local_cluster_listens_on_loopback_only():
         assert {a.ip for a in addrs} == {"127.0.0.1"}, addrs
         assert client.dashboard_link.startswith("http://127.0.0.1:")
         assert all("127.0.0.1" in w for w in client.scheduler_info()["workers"])
-        client.cluster.close()
+        import os
+
+        worker_pids = list(client.run(os.getpid).values())
+        cluster, kids = client.cluster, [psutil.Process(p) for p in worker_pids]
+    # leaving the block stops the LocalCluster connect() started, processes included
+    assert cluster.status.name == "closed"
+    gone, alive = psutil.wait_procs(kids, timeout=20)
+    assert not alive, alive
 
 
 def test_threads_only_cluster_listens_on_loopback_only():
     me = psutil.Process()
     before = set(listening([me.pid]))
-    with connect(config=ClusterConfig(n_workers=1, processes=False)) as client:
+    with connect(config=ClusterConfig(n_workers=1, processes=False)):
         addrs = [a for a in listening([me.pid]) if a not in before]
         assert addrs, "the scheduler's HTTP server listens"
         assert {a.ip for a in addrs} == {"127.0.0.1"}, addrs
-        client.cluster.close()
 
 
 def test_plain_tcp_to_a_remote_host_warns_without_connecting():
