@@ -89,7 +89,7 @@ def baseline(a: argparse.Namespace) -> None:
 
     ncores = os.cpu_count() or 1
     cfg = load_config(run_config(a.data, "unused", workers=1, threads=1, memory_limit="auto"))
-    res: dict[str, Any] = {"nthread": ncores, "status": "running"}
+    res: dict[str, Any] = {"nthread": ncores, "status": "running", "scaler_source": scaler_source()}
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     try:
@@ -181,6 +181,12 @@ def plain_read(client: Any, url: str) -> dict[str, Any]:
     }
 
 
+def _scaler_path() -> str:
+    import scaler
+
+    return os.path.dirname(os.path.abspath(scaler.__file__))
+
+
 def _worker_memory_report(dask_worker: Any) -> dict[str, Any]:
     data = dask_worker.data
     out: dict[str, Any] = {
@@ -205,7 +211,7 @@ def scaler_side(a: argparse.Namespace) -> None:
     import scaler
     from scaler.config import ClusterConfig
 
-    res: dict[str, Any] = {"status": "running"}
+    res: dict[str, Any] = {"status": "running", "scaler_source": scaler_source()}
     t = time.perf_counter()
     client = scaler.connect(
         config=ClusterConfig(n_workers=a.workers, threads_per_worker=a.threads, memory_limit=a.memory_limit)
@@ -217,7 +223,8 @@ def scaler_side(a: argparse.Namespace) -> None:
         "memory_limit": a.memory_limit,
         "worker_memory_limits": list(client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit).values()),
     }
-    log(f"cluster up in {res['cluster_start_s']:.2f} s: {client}")
+    res["scaler_source"]["worker_paths"] = sorted(set(client.run(_scaler_path).values()))
+    log(f"cluster up in {res['cluster_start_s']:.2f} s: {client}; scaler from {res['scaler_source']}")
     try:
         res["plain_read_before"] = plain_read(client, a.data)
         log(f"plain parallel read {res['plain_read_before']}")
@@ -250,7 +257,30 @@ def scaler_side(a: argparse.Namespace) -> None:
     write_json(a.result, res)
 
 
+def _pin_scaler() -> None:
+    """Import scaler from BENCH_SCALER_SRC (a snapshot of one commit) when set;
+    spawned Dask workers inherit this sys.path."""
+    src = os.environ.get("BENCH_SCALER_SRC")
+    if src:
+        sys.path.insert(0, src)
+
+
+def scaler_source() -> dict[str, str]:
+    import hashlib
+
+    import scaler
+
+    root = os.path.dirname(os.path.abspath(scaler.__file__))
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".py"):
+            with open(os.path.join(root, name), "rb") as f:
+                h.update(name.encode() + b"\0" + f.read())
+    return {"path": root, "sources_sha256": h.hexdigest()[:16]}
+
+
 def main(argv: list[str] | None = None) -> None:
+    _pin_scaler()
     ap = argparse.ArgumentParser(prog="python -m benchmarks.sides")
     ap.add_argument("side", choices=["generate", "baseline", "scaler"])
     ap.add_argument("--data", required=True)
