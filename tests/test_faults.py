@@ -30,7 +30,8 @@ def fault_data(tmp_path_factory):
     url.mkdir()
     for i in range(8):  # written in this process: no cluster needed
         kw = dict(n_features=10, rank=4, seed=3, task="binary", categorical=False, missing=0.0)
-        _frame(i, i * 4000, 4000, **kw).to_parquet(url / f"part-{i}.parquet", index=False)
+        # big enough that training outlasts the faults injected into it
+        _frame(i, i * 16000, 16000, **kw).to_parquet(url / f"part-{i}.parquet", index=False)
     return str(url)
 
 
