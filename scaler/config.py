@@ -148,7 +148,8 @@ class ModelConfig:
     off. ``params`` go to XGBoost as they are. A checkpoint of the booster
     is written every ``checkpoint_every`` rounds (0: never) under the output
     URL; after a lost worker training continues from it, up to
-    ``max_retries`` times.
+    ``max_retries`` times. The "train" learning curve is measured on a
+    ``train_eval_fraction`` sample of the training rows (0: not at all).
     """
 
     kind: str = "xgboost"
@@ -159,6 +160,7 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 10
     max_retries: int = 2
+    train_eval_fraction: float = 0.1
 
 
 @dataclass
@@ -390,6 +392,8 @@ class RunConfig:
                 "an int >= 0 (0 turns checkpoints off)",
                 m.checkpoint_every,
             )
+        if not (0.0 <= m.train_eval_fraction <= 1.0):
+            raise bad("model.train_eval_fraction", "a fraction in [0, 1]", m.train_eval_fraction)
         if m.max_retries < 0:
             raise bad("model.max_retries", "an int >= 0", m.max_retries)
         if c.min_workers < 1:

@@ -75,7 +75,8 @@ def _write_file(url: str, storage_options: dict[str, Any] | None, **kw: Any) -> 
     df = _frame(**kw)
     fs, path = storage.get_fs(url, storage_options)
     with fs.open(path, "wb") as f:
-        df.to_parquet(f, index=False, row_group_size=max(len(df), 1))
+        # Row groups of ~128k rows: large files stay splittable into partitions.
+        df.to_parquet(f, index=False, row_group_size=131_072)
     return len(df)
 
 

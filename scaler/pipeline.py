@@ -238,7 +238,11 @@ class Scan:
 
 
 def _present(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
-    return df[df[spec.target].notna()]
+    present = df[spec.target].notna()
+    return df if bool(present.all()) else df[present]  # no copy in the usual case
+
+
+SCAN_BLOCK_ROWS = 131_072  # rows converted to float64 at a time: bounds memory per task
 
 
 def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
@@ -248,14 +252,22 @@ def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
     out.missing_target = len(df) - len(kept)
     part = assign_split(kept, spec)
     out.parts = np.bincount(part, minlength=3).astype(np.int64)
-    train = kept[part == TRAIN]
+    rows = np.flatnonzero(part == TRAIN)
     if spec.numeric:
-        out.moments = Moments.of(
-            train[list(spec.numeric)].to_numpy(dtype=np.float64, na_value=np.nan),
-            covariance=spec.covariance,
-        )
+        # Block by block: a partition is never held as float64 all at once.
+        num = kept[list(spec.numeric)]
+        moments = None
+        for start in range(0, max(len(rows), 1), SCAN_BLOCK_ROWS):
+            block = num.iloc[rows[start : start + SCAN_BLOCK_ROWS]]
+            m = Moments.of(
+                block.to_numpy(dtype=np.float64, na_value=np.nan),
+                covariance=spec.covariance,
+                overwrite=True,
+            )
+            moments = m if moments is None else moments.merge(m)
+        out.moments = moments
     for c in spec.categorical:
-        vals = train[c].dropna().unique()
+        vals = kept[c].iloc[rows].dropna().unique()
         out.categories[c] = {str(v) for v in vals[: spec.max_categories + 1]}
     if spec.task != "regression":
         vals = kept[spec.target].unique()
@@ -629,6 +641,7 @@ class Prepared:
                 rounds=rounds,
                 early_stopping=mc.early_stopping if mc.kind == "xgboost" else 0,
                 extra_callbacks=[reporter] if reporter is not None else None,
+                train_eval_fraction=mc.train_eval_fraction,
                 **train_kwargs,
             )
         model = Model(

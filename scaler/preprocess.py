@@ -51,20 +51,28 @@ class Moments:
     mm: np.ndarray | None = None
 
     @classmethod
-    def of(cls, x: np.ndarray, *, covariance: bool = True) -> Moments:
+    def of(cls, x: np.ndarray, *, covariance: bool = True, overwrite: bool = False) -> Moments:
         """Moments of the rows of ``x`` (2-D, any float dtype, NaN = missing).
 
         With ``covariance=False`` only the variances are kept (``zz`` is the
-        diagonal, 1-D): enough for scaling, O(p) instead of O(p^2)."""
+        diagonal, 1-D): enough for scaling, O(p) instead of O(p^2). With
+        ``overwrite=True`` a float64 ``x`` is centred in place (no copy)."""
+        given = x
         x = np.asarray(x, dtype=np.float64)
+        owned = (overwrite or x is not given) and x.flags.writeable  # safe to centre in place
         n, p = x.shape
         miss = np.isnan(x)
         any_missing = bool(miss.any())
         count = n - miss.sum(axis=0) if any_missing else np.full(p, n, dtype=np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            shift = np.nansum(x, axis=0) / np.maximum(count, 1) if n else np.zeros(p)
+            if not n:
+                shift = np.zeros(p)
+            elif any_missing:
+                shift = np.nansum(x, axis=0) / np.maximum(count, 1)
+            else:
+                shift = x.mean(axis=0)
         shift = np.where(np.isfinite(shift), shift, 0.0)
-        z = x - shift
+        z = np.subtract(x, shift, out=x if owned else None)
         if any_missing:
             z[miss] = 0.0
         s1 = z.sum(axis=0)
@@ -350,9 +358,17 @@ class ScalePCA:
             raise ValueError("This ScalePCA instance is not fitted yet. Call 'fit' first.")
 
     def transform_array(self, x: np.ndarray) -> np.ndarray:
-        """Transform an in-memory 2-D array (float32 out)."""
+        """Transform an in-memory 2-D array (float32 out).
+
+        With PCA, scaling is folded into the projection: ``(x - mean) @ (W /
+        scale).T`` in float32, one subtraction and one matrix product, with
+        missing values imputed by the mean (0 once centred). Float64 input
+        is centred in float64 first, so large offsets lose no precision.
+        """
         self._check_fitted()
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
             raise DataError(
                 f"Expected {self.n_features_in_} numeric feature columns, got array of shape "
@@ -361,10 +377,14 @@ class ScalePCA:
         if self.components_ is None:
             if not self.scale:
                 return x.astype(np.float32)
-            return ((x - self.mean_) / self.scale_).astype(np.float32)
-        z = (x - self.mean_) / self.scale_
-        np.nan_to_num(z, copy=False, nan=0.0)  # mean imputation
-        return (z @ self.components_.T).astype(np.float32)
+            z = (x - self.mean_.astype(x.dtype)) / self.scale_.astype(x.dtype)
+            return z.astype(np.float32, copy=False)
+        z = np.subtract(x, self.mean_.astype(x.dtype), dtype=x.dtype).astype(np.float32, copy=False)
+        missing = np.isnan(z)
+        if missing.any():
+            z[missing] = 0.0  # mean imputation
+        projection = (self.components_ / self.scale_[None, :]).T.astype(np.float32)
+        return z @ projection
 
     @property
     def output_names(self) -> list[str]:
@@ -483,8 +503,21 @@ def _column_names(X: Any) -> list[str] | None:
     return [str(c) for c in cols] if cols is not None else None
 
 
-def _frame_to_array(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
-    return df[cols].to_numpy(dtype=np.float64, na_value=np.nan)
+_EXACT_IN_FLOAT32 = {
+    np.dtype(t) for t in ("float32", "float16", "int8", "int16", "uint8", "uint16", "bool")
+}
+
+
+def _frame_to_array(df: pd.DataFrame, cols: list[str], *, compact: bool = False) -> np.ndarray:
+    """The columns as a 2-D float array (NaN for missing). With ``compact``,
+    float32 when every column is exactly representable in it (float32
+    Parquet columns, small ints, bools), else float64."""
+    dtype = np.float64
+    if compact and all(
+        np.dtype(getattr(t, "numpy_dtype", t)) in _EXACT_IN_FLOAT32 for t in df[cols].dtypes
+    ):
+        dtype = np.float32
+    return df[cols].to_numpy(dtype=dtype, na_value=np.nan)
 
 
 def _transform_frame(
@@ -569,7 +602,7 @@ class Preprocessor:
         """Input columns of a pandas frame -> model features (float32 + categories)."""
         out: dict[str, Any] = {}
         if self.numeric:
-            x = _frame_to_array(df, self.numeric)
+            x = _frame_to_array(df, self.numeric, compact=True)
             if self.scaler_pca is not None:
                 y = self.scaler_pca.transform_array(x)
                 names = self.scaler_pca.output_names
