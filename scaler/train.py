@@ -182,9 +182,21 @@ def _sample_rows(X: Any, y: Any, fraction: float) -> tuple[Any, Any]:
     """A deterministic sample of rows of ``X`` and ``y`` (one collection)."""
     if fraction >= 1.0:
         return X, y
-    both = X.assign(__y__=y)
-    s = both.sample(frac=fraction, random_state=0)
-    return s[list(X.columns)], s["__y__"]
+    if hasattr(X, "assign"):  # dask DataFrame + Series
+        both = X.assign(__y__=y)
+        s = both.sample(frac=fraction, random_state=0)
+        return s[list(X.columns)], s["__y__"]
+    # dask arrays: every k-th row of each block (X and y share their row chunks)
+    import math
+
+    step = max(1, round(1 / fraction))
+    rows = X.chunks[0]
+    if any(math.isnan(r) for r in rows) or y.chunks[0] != rows:
+        return X, y
+    sub = tuple(-(-int(r) // step) for r in rows)
+    Xs = X.map_blocks(lambda b: b[::step], chunks=(sub, *X.chunks[1:]), dtype=X.dtype)
+    ys = y.map_blocks(lambda b: b[::step], chunks=(sub, *y.chunks[1:]), dtype=y.dtype)
+    return Xs, ys
 
 
 def _scheduler_alive(client: Any) -> bool:

@@ -90,3 +90,26 @@ def test_checkpoint_files_are_committed_and_verified(tmp_path):
     with pytest.raises(BundleError, match="missing"):
         read_checkpoint(url)
     assert read_checkpoint(str(tmp_path / "none")) is None
+
+
+def test_train_booster_on_dask_arrays_with_checkpoints(client, tmp_path):
+    import dask.array as da
+    import numpy as np
+
+    from scaler.train import train_booster
+
+    rng = da.random.default_rng(0)
+    X = rng.normal(size=(4000, 5), chunks=(1000, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.float32)
+    res = train_booster(
+        client,
+        X,
+        y,
+        params={"tree_method": "hist", "objective": "binary:logistic"},
+        rounds=6,
+        checkpoint_url=str(tmp_path / "ck"),
+        checkpoint_every=3,
+    )
+    assert res.booster.num_boosted_rounds() == 6
+    assert len(res.history["train"]["logloss"]) == 6  # measured on every 10th row
+    assert read_checkpoint(str(tmp_path / "ck")).rounds == 6
