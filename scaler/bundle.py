@@ -93,7 +93,6 @@ def save_bundle(
     ``extra`` adds JSON-able entries to the manifest (config, metrics,
     timings...); secrets in it are redacted.
     """
-    fs, root = storage.get_fs(url, storage_options)
     version = (
         "v-" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     )
@@ -139,14 +138,7 @@ def save_bundle(
     storage.write_bytes(
         storage.join(url, MANIFEST), json.dumps(manifest, indent=2).encode(), storage_options
     )
-    # Remove older version folders (and orphans of crashed writes).
-    try:
-        for entry in fs.ls(root, detail=False):
-            base = posixpath.basename(entry.rstrip("/"))
-            if base.startswith("v-") and base != version:
-                fs.rm(entry, recursive=True)
-    except FileNotFoundError:
-        pass
+    storage.prune(url, prefix="v-", keep=version, storage_options=storage_options)
     return storage.join(url, MANIFEST)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,11 +71,7 @@ def write_checkpoint(
         "history": history,
     }
     storage.write_bytes(storage.join(url, INDEX), json.dumps(index).encode(), storage_options)
-    fs, root = storage.get_fs(url, storage_options)
-    for entry in fs.ls(root, detail=False):
-        base = posixpath.basename(entry.rstrip("/"))
-        if base.startswith("round-") and base != name:
-            fs.rm(entry)
+    storage.prune(url, prefix="round-", keep=name, storage_options=storage_options)
 
 
 def read_checkpoint(url: str, storage_options: dict[str, Any] | None = None) -> Checkpoint | None:

@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import posixpath
 from typing import Any
 
 import numpy as np
@@ -181,9 +180,5 @@ def save(
         "input_dtypes": input_dtypes,
     }
     storage.write_bytes(storage.join(url, MANIFEST), json.dumps(manifest).encode(), so)
-    fs, root = storage.get_fs(url, so)
-    for entry in fs.ls(root, detail=False):
-        base = posixpath.basename(entry.rstrip("/"))
-        if base.startswith("v-") and base != version:
-            fs.rm(entry, recursive=True)
+    storage.prune(url, prefix="v-", keep=version, storage_options=so)
     return url

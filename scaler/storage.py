@@ -631,3 +631,20 @@ def write_parquet(df: Any, url: str, *, storage_options: dict[str, Any] | None =
         if base not in (SUCCESS, version):
             fs.rm(entry, recursive=True)
     return rows
+
+
+def prune(
+    url: str, *, prefix: str, keep: str, storage_options: dict[str, Any] | None = None
+) -> None:
+    """Remove the entries of folder ``url`` named ``prefix*`` except ``keep``:
+    older versions, once the commit point names a new one (and orphans of
+    crashed writes)."""
+    fs, root = get_fs(url, storage_options)
+    try:
+        entries = fs.ls(root, detail=False)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        base = posixpath.basename(entry.rstrip("/"))
+        if base.startswith(prefix) and base != keep:
+            fs.rm(entry, recursive=True)
