@@ -127,6 +127,10 @@ class PreprocessConfig:
     ``feature_cache`` stores the transformed features under the output URL,
     keyed by a fingerprint of the input files and this config; a re-run
     with nothing changed skips reading, fitting and transforming.
+    ``hold_raw`` keeps the raw columns in cluster memory between the
+    statistics pass and the transform, so the data is read once: ``"auto"``
+    does so when they take at most a tenth of the cluster's memory limit,
+    ``false`` always reads twice (memory stays flat however large the data).
     """
 
     scale: bool = True
@@ -135,6 +139,7 @@ class PreprocessConfig:
     batch_size: int | None = None
     max_categories: int = 1000
     feature_cache: bool = False
+    hold_raw: bool | str = "auto"
 
 
 @dataclass
@@ -340,6 +345,8 @@ class RunConfig:
             raise bad("preprocess.pca", "an int >= 1, a fraction in (0, 1) or false", pca)
         if p.method not in ("covariance", "incremental"):
             raise bad("preprocess.method", "'covariance' or 'incremental'", p.method)
+        if p.hold_raw not in (True, False, "auto"):
+            raise bad("preprocess.hold_raw", "true, false or 'auto'", p.hold_raw)
         if p.batch_size is not None and p.batch_size < 1:
             raise bad("preprocess.batch_size", "an int >= 1", p.batch_size)
         if d.cache not in ("none", "local"):

@@ -77,13 +77,14 @@ def features_meta(pre: Any, spec: Any, df: Any) -> Any:
     return meta
 
 
-def load(cfg: RunConfig, spec: Any, df: Any, echo: Any) -> tuple[Any, str]:
+def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[Any, str]:
     """``(Prepared or None, fingerprint)``: the cached features, persisted on
     the current client, when the cache was made for the same inputs and
     config; says on ``echo`` whether it is a hit or why it is a miss."""
+    import dask
     from distributed import wait
 
-    from scaler.pipeline import Prepared
+    from scaler.pipeline import Prepared, _persist_parts
     from scaler.preprocess import Preprocessor
 
     fp = fingerprint(cfg, spec)
@@ -95,8 +96,10 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any) -> tuple[Any, str]:
     pre = Preprocessor.from_state(m["preprocess"], arrays(cfg, m))
     meta = features_meta(pre, spec, df)
     dtypes = {c: meta.dtypes[c] for c in meta.columns}
-    feats = feats[list(meta.columns)].map_partitions(_restore, dtypes, meta=meta).persist()
-    wait(feats)
+    frames = [dask.delayed(_restore)(p, dtypes) for p in feats[list(meta.columns)].to_delayed()]
+    counts = {k: int(v) for k, v in m["counts"].items()}
+    parts, futs = _persist_parts(client, frames, meta, counts)
+    wait(futs)
     echo(
         f"[features] cache hit at {redact(cache_url(cfg))} (fingerprint {fp[:12]}): "
         "skipped reading, fitting and transforming"
@@ -106,9 +109,9 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any) -> tuple[Any, str]:
         spec=spec,
         preprocessor=pre,
         classes=list(m["classes"]),
-        counts={k: int(v) for k, v in m["counts"].items()},
+        counts=counts,
         input_dtypes=dict(m["input_dtypes"]),
-        features=feats,
+        parts=parts,
         timings={},
         client=None,
         _meta=meta,

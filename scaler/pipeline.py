@@ -441,7 +441,7 @@ def run(
     t_start = time.perf_counter()
 
     # Everything that can be checked without reading data pages.
-    df, spec = _read(cfg)
+    df, spec, rows = _read(cfg)
     bundle_url = storage.join(cfg.output.url, "model")
     preds_url = storage.join(cfg.output.url, "holdout_predictions")
     if not cfg.output.overwrite and storage.exists(
@@ -457,7 +457,7 @@ def run(
     start = _resume_point(cfg, ckpt_url, fp, echo) if resume else None
 
     with _client_for(cfg, client, scheduler, echo) as cl:
-        prep = _prepare_features(cfg, df, spec, cl, timer, prog)
+        prep = _prepare_features(cfg, df, spec, cl, timer, prog, rows=rows)
         counts, sp = prep.counts, prep.preprocessor.scaler_pca
 
         # ---- train
@@ -571,8 +571,10 @@ class Prepared:
         Class values (classification).
     counts : dict
         Rows read / dropped / per split part.
-    features : dask.dataframe.DataFrame
-        The persisted model features, label, split part (and key).
+    parts : dict
+        ``"train"``, ``"valid"`` and ``"holdout"`` (those with rows): each a
+        persisted Dask dataframe of that part's model features, label,
+        split part (and key). :attr:`features` is all of them together.
     timings : dict
         Seconds per preparation stage.
     """
@@ -583,10 +585,15 @@ class Prepared:
     classes: list[Any]
     counts: dict[str, int]
     input_dtypes: dict[str, str] = field(repr=False)
-    features: Any = field(repr=False)
+    parts: dict[str, Any] = field(repr=False)
     timings: dict[str, float]
     client: Any = field(repr=False, default=None)
     _meta: Any = field(repr=False, default=None)
+
+    @property
+    def features(self) -> Any:
+        """All persisted rows (every split part) as one Dask dataframe."""
+        return _concat(self.parts)
 
     def train(self, *, progress: str | bool = False, **model: Any) -> Model:
         """Train one model on the persisted features and return it.
@@ -620,16 +627,15 @@ class Prepared:
         return trained
 
     def _train(self, mc: Any, prog: Progress, **train_kwargs: Any) -> tuple[Model, Any]:
-        spec, feats = self.spec, self.features
+        spec, parts = self.spec, self.parts
         fcols = self.preprocessor.output_columns
         params, rounds = xgb_params(mc, task=spec.task, n_classes=len(self.classes))
-        has_valid = bool(self.counts["valid"])
 
         def make_data() -> tuple[Any, Any, Any, Any]:
-            tr = feats[feats[PART] == TRAIN]
-            if not has_valid:
+            # Column selections of the persisted parts: views, no copies.
+            tr, va = parts["train"], parts.get("valid")
+            if va is None:
                 return tr[fcols], tr[LABEL], None, None
-            va = feats[feats[PART] == VALID]
             return tr[fcols], tr[LABEL], va[fcols], va[LABEL]
 
         t0 = time.perf_counter()
@@ -679,8 +685,7 @@ class Prepared:
     def _score_holdout(self, model: Model, prog: Progress | None = None) -> Any:
         from distributed import futures_of, wait
 
-        feats, spec = self.features, self.spec
-        ho = feats[feats[PART] == HOLDOUT]
+        ho, spec = self.parts["holdout"], self.spec
         smeta = score_holdout(self._meta.iloc[:0], model, spec)
         scored = ho.map_partitions(score_holdout, model, spec, meta=smeta).persist()
         if prog is not None:
@@ -706,7 +711,7 @@ class Prepared:
 
     def release(self) -> None:
         """Drop the persisted features from cluster memory."""
-        self.features = None
+        self.parts = {}
 
     def __enter__(self) -> Prepared:
         return self
@@ -747,43 +752,126 @@ def prepare(
             "client: pass client=..., or start one first, e.g. `client = scaler.connect()`."
         )
     echo = echo or (lambda msg: log.info(msg))
-    df, spec = _read(cfg)
+    df, spec, rows = _read(cfg)
     with cl.as_current():
-        return _prepare_features(cfg, df, spec, cl, _Timer(echo), Progress(progress, echo=echo))
+        return _prepare_features(
+            cfg, df, spec, cl, _Timer(echo), Progress(progress, echo=echo), rows=rows
+        )
 
 
-def _read(cfg: RunConfig) -> tuple[Any, Spec]:
-    """The lazy dataframe of the used columns, and the resolved column roles."""
+def _read(cfg: RunConfig) -> tuple[Any, Spec, int | None]:
+    """The lazy dataframe of the used columns, the resolved column roles,
+    and the number of rows the files' footers declare."""
     d = cfg.data
+    info: dict[str, Any] = {}
     df = storage.read_dataset(
         d.url,
         filters=d.filters,
         storage_options=d.storage_options,
         cache=d.cache,
         cache_dir=d.cache_dir or None,
+        info=info,
     )
     spec = resolve_columns(df.dtypes, cfg)
-    return df[spec.columns], spec
+    return df[spec.columns], spec, info.get("rows")
+
+
+HOLD_RAW_SHARE = 0.1  # hold_raw = "auto": raw columns up to this share of cluster memory
+
+
+def _raw_bytes(df: Any, rows: int) -> int:
+    """Estimated in-memory size of ``rows`` rows of ``df``'s columns."""
+    width = 0
+    for dt in df.dtypes:
+        width += dt.itemsize if isinstance(dt, np.dtype) else 32  # strings, categories
+    return int(rows * width)
+
+
+def _cluster_memory(cl: Any) -> int:
+    """The summed memory limit of the cluster's workers (bytes; 0 if unknown)."""
+    try:
+        workers = cl.scheduler_info(n_workers=-1)["workers"].values()
+    except TypeError:  # older distributed: no n_workers argument
+        workers = cl.scheduler_info()["workers"].values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    return 0 if not limits or 0 in limits else sum(limits)
+
+
+def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[bool, str]:
+    """Whether to keep the raw columns in memory between the two passes, and why."""
+    mode = cfg.preprocess.hold_raw
+    if mode is not True and mode is not False:
+        if rows is None:
+            return False, "row count unknown"
+        need, have = _raw_bytes(df, rows), _cluster_memory(cl)
+        if not have:
+            return False, "workers have no memory limit"
+        ok = need <= HOLD_RAW_SHARE * have
+        verdict = "at most" if ok else "more than"
+        return ok, (
+            f"raw columns ~{need / 2**30:.2f} GiB, {verdict} "
+            f"{HOLD_RAW_SHARE:.0%} of the cluster's {have / 2**30:.1f} GiB"
+        )
+    return bool(mode), "[preprocess] hold_raw"
+
+
+def _rows_of(frame: pd.DataFrame, code: int) -> pd.DataFrame:
+    """The rows of one split part of a featurized partition."""
+    return frame[frame[PART].to_numpy() == code]
+
+
+PART_CODES = {"train": TRAIN, "valid": VALID, "holdout": HOLDOUT}
+
+
+def _persist_parts(
+    cl: Any, frames: list[Any], meta: Any, counts: dict[str, int]
+) -> tuple[dict[str, Any], list[Any]]:
+    """Persist each split part of ``frames`` (delayed featurized partitions)
+    as its own Dask dataframe, computing every frame once. Training then
+    reads its rows without a filtered copy; parts without rows are left out.
+    Returns the parts and the futures of their partitions."""
+    import dask
+    import dask.dataframe as dd
+
+    names = [n for n in PART_CODES if counts.get(n)]
+    sel = [[dask.delayed(_rows_of)(f, PART_CODES[n]) for f in frames] for n in names]
+    futs = cl.compute([d for group in sel for d in group])  # one graph
+    n = len(frames)
+    parts = {
+        name: dd.from_delayed(futs[i * n : (i + 1) * n], meta=meta, verify_meta=False)
+        for i, name in enumerate(names)
+    }
+    return parts, futs
 
 
 def _prepare_features(
-    cfg: RunConfig, df: Any, spec: Spec, cl: Any, timer: _Timer, prog: Progress
+    cfg: RunConfig,
+    df: Any,
+    spec: Spec,
+    cl: Any,
+    timer: _Timer,
+    prog: Progress,
+    *,
+    rows: int | None = None,
 ) -> Prepared:
     """Scan, fit scaling + PCA, and persist the model features on the cluster."""
     import dask
-    from distributed import futures_of, wait
+    from distributed import wait
 
     if cfg.preprocess.feature_cache:
         from scaler import featcache
 
-        cached, fc_fingerprint = featcache.load(cfg, spec, df, timer.echo)
+        cached, fc_fingerprint = featcache.load(cfg, spec, df, timer.echo, cl)
         if cached is not None:
             cached.client = cl
             return cached
     input_dtypes = {c: str(df.dtypes[c]) for c in spec.features}
-    # ---- pass 1: every statistic at once
-    with timer.stage("scan", "reading data and computing statistics"):
-        parts = [dask.delayed(scan_partition)(p, spec) for p in df.to_delayed()]
+    # ---- pass 1: every statistic at once (raw columns kept in memory when small)
+    hold, why = _hold_raw(cfg, df, rows, cl)
+    what = "held in memory" if hold else "streamed, read again to transform"
+    with timer.stage("scan", f"reading data ({what}: {why}) and computing statistics"):
+        src = df.persist() if hold else df
+        parts = [dask.delayed(scan_partition)(p, spec) for p in src.to_delayed()]
         futs = cl.compute(parts)
         prog.track(futs, "scan")
         while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
@@ -851,16 +939,19 @@ def _prepare_features(
         meta[PART] = np.array([], dtype=np.int8)
         if spec.key:
             meta[spec.key] = df._meta[spec.key]
-        feats = df.map_partitions(featurize_partition, spec, pre, classes, meta=meta)
-        feats = feats.persist()
-        prog.track(futures_of(feats), "transform")
-        wait(feats)
+        frames = [
+            dask.delayed(featurize_partition)(p, spec, pre, classes) for p in src.to_delayed()
+        ]
+        parts, futs = _persist_parts(cl, frames, meta, counts)
+        del src, frames  # raw partitions are released once transformed
+        prog.track(futs, "transform")
+        wait(futs)
     if cfg.preprocess.feature_cache:
         with timer.stage("cache", "writing the feature cache"):
             featcache.save(
                 cfg,
                 fc_fingerprint,
-                feats,
+                _concat(parts),
                 pre,
                 counts=counts,
                 classes=classes,
@@ -874,11 +965,18 @@ def _prepare_features(
         classes=classes,
         counts=counts,
         input_dtypes=input_dtypes,
-        features=feats,
+        parts=parts,
         timings=dict(timer.timings),
         client=cl,
         _meta=meta,
     )
+
+
+def _concat(parts: dict[str, Any]) -> Any:
+    import dask.dataframe as dd
+
+    frames = list(parts.values())
+    return frames[0] if len(frames) == 1 else dd.concat(frames)
 
 
 def _train_numeric(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:

@@ -452,6 +452,7 @@ def read_dataset(
     cache: str = "none",
     cache_dir: str | None = None,
     check: bool = True,
+    info: dict[str, Any] | None = None,
 ) -> Any:
     """Read Parquet at ``url`` as a lazy Dask dataframe.
 
@@ -460,7 +461,9 @@ def read_dataset(
     checked before anything else so that a typo gives a clear error, and
     (``check=True``) every file's footer is read to name a corrupt file or
     a column whose type differs between files. ``cache="local"`` reads
-    remote files through a local cache (see the module docstring).
+    remote files through a local cache (see the module docstring). With
+    ``check=True`` and an ``info`` dict, ``info["rows"]`` receives the
+    number of rows the footers declare (before row filters).
 
     Examples
     --------
@@ -480,7 +483,9 @@ def read_dataset(
         so = so or None
     fs = get_fs(src, so)[0]
     if check:
-        check_files(fs, details)
+        metas = check_files(fs, details)
+        if info is not None:
+            info["rows"] = int(sum(m.num_rows for m in metas))
     committed = details[0]["committed"]
     plain_http = _protocols(url)[-1] in ("http", "https") and len(details) > 1
     if committed or plain_http:
