@@ -99,7 +99,7 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
     frames = [dask.delayed(_restore)(p, dtypes) for p in feats[list(meta.columns)].to_delayed()]
     counts = {k: int(v) for k, v in m["counts"].items()}
     parts, futs = _persist_parts(client, frames, meta, counts)
-    wait(futs)
+    wait([f for fs in futs.values() for f in fs])
     echo(
         f"[features] cache hit at {redact(cache_url(cfg))} (fingerprint {fp[:12]}): "
         "skipped reading, fitting and transforming"
@@ -115,6 +115,7 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
         timings={},
         client=None,
         _meta=meta,
+        _futures=futs,
     )
     return prep, fp
 

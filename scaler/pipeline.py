@@ -589,6 +589,7 @@ class Prepared:
     timings: dict[str, float]
     client: Any = field(repr=False, default=None)
     _meta: Any = field(repr=False, default=None)
+    _futures: dict[str, list[Any]] = field(repr=False, default_factory=dict)
 
     @property
     def features(self) -> Any:
@@ -648,6 +649,7 @@ class Prepared:
                 early_stopping=mc.early_stopping if mc.kind == "xgboost" else 0,
                 extra_callbacks=[reporter] if reporter is not None else None,
                 train_eval_fraction=mc.train_eval_fraction,
+                bin_sample_rows=mc.bin_sample_rows,
                 **train_kwargs,
             )
         model = Model(
@@ -711,7 +713,7 @@ class Prepared:
 
     def release(self) -> None:
         """Drop the persisted features from cluster memory."""
-        self.parts = {}
+        self.parts, self._futures = {}, {}
 
     def __enter__(self) -> Prepared:
         return self
@@ -829,7 +831,7 @@ def _persist_parts(
     """Persist each split part of ``frames`` (delayed featurized partitions)
     as its own Dask dataframe, computing every frame once. Training then
     reads its rows without a filtered copy; parts without rows are left out.
-    Returns the parts and the futures of their partitions."""
+    Returns the parts and the futures of each part's partitions."""
     import dask
     import dask.dataframe as dd
 
@@ -837,11 +839,11 @@ def _persist_parts(
     sel = [[dask.delayed(_rows_of)(f, PART_CODES[n]) for f in frames] for n in names]
     futs = cl.compute([d for group in sel for d in group])  # one graph
     n = len(frames)
+    by_part = {name: futs[i * n : (i + 1) * n] for i, name in enumerate(names)}
     parts = {
-        name: dd.from_delayed(futs[i * n : (i + 1) * n], meta=meta, verify_meta=False)
-        for i, name in enumerate(names)
+        name: dd.from_delayed(fs, meta=meta, verify_meta=False) for name, fs in by_part.items()
     }
-    return parts, futs
+    return parts, by_part
 
 
 def _prepare_features(
@@ -944,8 +946,9 @@ def _prepare_features(
         ]
         parts, futs = _persist_parts(cl, frames, meta, counts)
         del src, frames  # raw partitions are released once transformed
-        prog.track(futs, "transform")
-        wait(futs)
+        every = [f for fs in futs.values() for f in fs]
+        prog.track(every, "transform")
+        wait(every)
     if cfg.preprocess.feature_cache:
         with timer.stage("cache", "writing the feature cache"):
             featcache.save(
@@ -969,6 +972,7 @@ def _prepare_features(
         timings=dict(timer.timings),
         client=cl,
         _meta=meta,
+        _futures=futs,
     )
 
 
