@@ -155,6 +155,9 @@ class ModelConfig:
     URL; after a lost worker training continues from it, up to
     ``max_retries`` times. The "train" learning curve is measured on a
     ``train_eval_fraction`` sample of the training rows (0: not at all).
+    The histogram bin edges are chosen from ``bin_sample_rows`` training
+    rows spread over all partitions (as LightGBM does by default), which
+    saves sketching every row; 0 sketches all of them (XGBoost's default).
     """
 
     kind: str = "xgboost"
@@ -166,6 +169,7 @@ class ModelConfig:
     checkpoint_every: int = 10
     max_retries: int = 2
     train_eval_fraction: float = 0.1
+    bin_sample_rows: int = 200_000
 
 
 @dataclass
@@ -398,6 +402,12 @@ class RunConfig:
                 "model.checkpoint_every",
                 "an int >= 0 (0 turns checkpoints off)",
                 m.checkpoint_every,
+            )
+        if m.bin_sample_rows < 0 or 0 < m.bin_sample_rows < 10_000:
+            raise bad(
+                "model.bin_sample_rows",
+                "0 (sketch every row) or an int >= 10000",
+                m.bin_sample_rows,
             )
         if not (0.0 <= m.train_eval_fraction <= 1.0):
             raise bad("model.train_eval_fraction", "a fraction in [0, 1]", m.train_eval_fraction)

@@ -199,6 +199,67 @@ def _sample_rows(X: Any, y: Any, fraction: float) -> tuple[Any, Any]:
     return Xs, ys
 
 
+class _SampleCuts:
+    """Bin edges chosen from a sample of the training rows.
+
+    Passed as ``ref`` of the training matrix on each worker, so that the
+    matrix takes its cuts from a local ``QuantileDMatrix`` of the sample
+    instead of sketching every row. That matrix is built on first use of
+    :attr:`handle` (XGBoost reads nothing else of ``ref``), on the worker:
+    the scheduler, which unpickles task arguments, never builds it. Every
+    worker builds it from the same rows, so the cuts agree.
+    """
+
+    def __init__(self, sample: pd.DataFrame, max_bin: int | None) -> None:
+        self.sample, self.max_bin = sample, max_bin
+        self._matrix: Any = None
+
+    @property
+    def handle(self) -> Any:
+        if self._matrix is None:
+            kw = {"max_bin": self.max_bin} if self.max_bin else {}
+            self._matrix = xgboost.QuantileDMatrix(self.sample, nthread=1, **kw)
+        return self._matrix.handle
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"sample": self.sample, "max_bin": self.max_bin, "_matrix": None}
+
+
+def _spread(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """About ``fraction`` of the rows of ``df``, evenly spaced."""
+    k = min(len(df), int(np.ceil(len(df) * fraction)))
+    return df.iloc[np.linspace(0, len(df) - 1, k).round().astype(np.int64)] if k else df.iloc[:0]
+
+
+def _cuts_sample(client: Any, X: Any, rows: int) -> pd.DataFrame | None:
+    """About ``rows`` training rows spread over every partition of ``X``
+    (a Dask dataframe), or None when sketching everything costs as little
+    (a small or categorical training set: XGBoost's exact sketch)."""
+    if not rows or not hasattr(X, "map_partitions"):
+        return None
+    if any(isinstance(dt, pd.CategoricalDtype) for dt in X.dtypes):
+        return None
+    total = int(X.map_partitions(len).sum().compute())
+    if total < 4 * rows:
+        return None
+    return X.map_partitions(_spread, rows / total, meta=X._meta).compute()
+
+
+def _quantile_matrix(client: Any, X: Any, y: Any, sample: pd.DataFrame | None, **kw: Any) -> Any:
+    import xgboost.dask as dxgb
+
+    if sample is None:
+        return dxgb.DaskQuantileDMatrix(client, X, y, **kw)
+
+    class _Matrix(dxgb.DaskQuantileDMatrix):
+        def _create_fn_args(self, worker_addr: str) -> dict[str, Any]:
+            args = super()._create_fn_args(worker_addr)
+            args["ref"] = _SampleCuts(sample, kw.get("max_bin"))
+            return args
+
+    return _Matrix(client, X, y, **kw)
+
+
 def _scheduler_alive(client: Any) -> bool:
     try:
         client.scheduler_info()
@@ -233,6 +294,7 @@ def train_booster(
     echo: Any = None,
     extra_callbacks: list[Any] | None = None,
     train_eval_fraction: float = 0.1,
+    bin_sample_rows: int = 0,
 ) -> TrainResult:
     """Train on the cluster, surviving lost workers.
 
@@ -250,6 +312,8 @@ def train_booster(
     run on the workers) are added after scaler's own. The "train" history is
     measured on a fixed ``train_eval_fraction`` sample of the training rows
     (1.0: all of them; 0: none), the "valid" history on the validation rows.
+    With ``bin_sample_rows`` the histogram bin edges come from that many
+    training rows instead of all of them (see :class:`_SampleCuts`).
     """
     import time
 
@@ -275,8 +339,9 @@ def train_booster(
         remaining = rounds - done
         try:
             Xt, yt, Xv, yv = make_data()
-            dtrain = dxgb.DaskQuantileDMatrix(
-                client, Xt, yt, enable_categorical=True, max_bin=max_bin
+            cuts = _cuts_sample(client, Xt, bin_sample_rows)
+            dtrain = _quantile_matrix(
+                client, Xt, yt, cuts, enable_categorical=True, max_bin=max_bin
             )
             evals = []
             if train_eval_fraction > 0:

@@ -1,7 +1,10 @@
 """prepare() once, train several models on the persisted features."""
 
 import shutil
+import uuid
 
+import numpy as np
+import pandas as pd
 import pytest
 from distributed import get_task_stream
 
@@ -45,3 +48,122 @@ def test_prepare_needs_a_client(binary_data, tmp_path, monkeypatch):
     monkeypatch.setattr(scaler.pipeline, "current_client", lambda: None)
     with pytest.raises(ValueError, match="needs a client"):
         scaler.prepare(base_config(binary_data, str(tmp_path)))
+
+
+def _sorted_features(prep):
+    return prep.features.compute().sort_values("id").reset_index(drop=True)
+
+
+def test_hold_raw_reads_once_and_gives_the_same_features(s3, client, tmp_path):
+    so = s3.storage_options
+    prefix = f"hold-{uuid.uuid4().hex[:8]}"
+    data = f"s3://scaler-data/{prefix}"
+    with client.as_current():
+        scaler.make_dataset(data, rows=20_000, n_features=8, files=2, rank=4, storage_options=so)
+    size = sum(s3.fs().du(f"scaler-data/{prefix}", total=False).values())
+    runs = {}
+    for hold in (True, False):
+        cfg = base_config(
+            data,
+            str(tmp_path / str(hold)),
+            data={"storage_options": so},
+            preprocess={"hold_raw": hold},
+        )
+        s3.recorder.reset()
+        prep = scaler.prepare(cfg, client=client, progress=False)
+        runs[hold] = (prep, s3.recorder.data_bytes("scaler-data", prefix))
+    (held, read_held), (streamed, read_streamed) = runs[True], runs[False]
+    # bytes fetched from the store: the data once when held (plus footers
+    # and metadata), once more when streamed (statistics pass, then transform)
+    assert size <= read_held < 1.5 * size
+    assert read_streamed - read_held > 0.95 * size
+    assert held.counts == streamed.counts
+    a, b = held.preprocessor.scaler_pca, streamed.preprocessor.scaler_pca
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-12, atol=1e-15)
+    pd.testing.assert_frame_equal(_sorted_features(held), _sorted_features(streamed))
+    # the parts are disjoint and hold exactly their rows
+    for name, code in scaler.pipeline.PART_CODES.items():
+        part = held.parts[name].compute()
+        assert len(part) == held.counts[name] and (part[scaler.pipeline.PART] == code).all()
+    held.release()
+    streamed.release()
+
+
+class _FakeClient:
+    def __init__(self, limits):
+        self.limits = limits
+
+    def scheduler_info(self, **kw):
+        return {"workers": {f"w{i}": {"memory_limit": m} for i, m in enumerate(self.limits)}}
+
+
+def test_hold_raw_auto_holds_only_what_fits_a_tenth_of_cluster_memory(binary_data):
+    from scaler.config import load_config
+    from scaler.pipeline import _hold_raw, _raw_bytes, _read
+
+    cfg = load_config(base_config(binary_data, "unused"))
+    df, _, rows = _read(cfg)
+    assert rows == 6000
+    need = _raw_bytes(df, rows)
+    widths = [dt.itemsize if isinstance(dt, np.dtype) else 32 for dt in df.dtypes]
+    assert need == 6000 * sum(widths) and any(w == 32 for w in widths)  # a string column
+    assert _hold_raw(cfg, df, rows, _FakeClient([need * 5, need * 5]))[0]
+    hold, why = _hold_raw(cfg, df, rows, _FakeClient([need * 4, need * 4]))
+    assert not hold and "more than 10%" in why
+    assert not _hold_raw(cfg, df, rows, _FakeClient([0, need * 100]))[0]  # no limit known
+    assert not _hold_raw(cfg, df, None, _FakeClient([need * 100]))[0]
+    forced = cfg.replace(preprocess={"hold_raw": False})
+    assert not _hold_raw(forced, df, rows, _FakeClient([need * 100]))[0]
+
+
+def test_hold_raw_is_checked():
+    from scaler.config import load_config
+
+    with pytest.raises(ConfigError, match="hold_raw"):
+        load_config(base_config("x", "y", preprocess={"hold_raw": "always"}))
+    with pytest.raises(ConfigError, match="bin_sample_rows"):
+        load_config(base_config("x", "y", model={"bin_sample_rows": 500}))
+
+
+@pytest.fixture(scope="module")
+def large_data(tmp_path_factory):
+    url = str(tmp_path_factory.mktemp("large") / "data")
+    scaler.make_dataset(url, rows=60_000, n_features=8, files=4, rank=4, seed=5)
+    return url
+
+
+def _thresholds(booster) -> np.ndarray:
+    df = booster.trees_to_dataframe()
+    return df["Split"].dropna().to_numpy(dtype=np.float32)
+
+
+def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
+    import xgboost
+
+    from scaler.train import _cuts_sample
+
+    cfg = base_config(
+        large_data,
+        str(tmp_path),
+        preprocess={"pca": False},
+        model={"rounds": 15, "early_stopping": 0, "valid_fraction": 0.0},
+    )
+    prep = scaler.prepare(cfg, client=client, progress=False)
+    fcols = prep.preprocessor.output_columns
+    sample = _cuts_sample(client, prep.parts["train"][fcols], 10_000)
+    assert sample is not None and 10_000 <= len(sample) <= 10_050
+    local = xgboost.QuantileDMatrix(sample)
+    _, cut_values = local.get_quantile_cut()
+    cuts = np.asarray(cut_values, dtype=np.float32)
+
+    sampled = prep.train(bin_sample_rows=10_000)
+    exact = prep.train(bin_sample_rows=0)
+    # every split of the sampled model sits on a bin edge of the sample ...
+    assert np.isin(_thresholds(sampled.booster), cuts).all()
+    # ... which the exact sketch of all rows does not give
+    assert not np.isin(_thresholds(exact.booster), cuts).all()
+    m_sampled, m_exact = prep.evaluate(sampled), prep.evaluate(exact)
+    assert abs(m_sampled["auc"] - m_exact["auc"]) < 0.005
+    # below four times the sample size, every row is sketched
+    assert _cuts_sample(client, prep.parts["train"][fcols], 20_000) is None
+    prep.release()
