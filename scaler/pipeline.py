@@ -949,6 +949,8 @@ def _prepare_features(
         every = [f for fs in futs.values() for f in fs]
         prog.track(every, "transform")
         wait(every)
+        with contextlib.suppress(Exception):
+            cl.run(_trim_memory)
     if cfg.preprocess.feature_cache:
         with timer.stage("cache", "writing the feature cache"):
             featcache.save(
@@ -974,6 +976,26 @@ def _prepare_features(
         _meta=meta,
         _futures=futs,
     )
+
+
+def _trim_memory() -> int:
+    """Give memory freed by the passes over the raw data back to the OS
+    (Arrow's pool and glibc keep it otherwise, and it counts against the
+    worker's memory limit during training)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    try:
+        return int(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc
+        return 0
 
 
 def _concat(parts: dict[str, Any]) -> Any:

@@ -251,10 +251,13 @@ def _quantile_matrix(client: Any, X: Any, y: Any, sample: pd.DataFrame | None, *
     if sample is None:
         return dxgb.DaskQuantileDMatrix(client, X, y, **kw)
 
+    # One copy per worker, not one inside every training task's arguments.
+    cuts = client.scatter(_SampleCuts(sample, kw.get("max_bin")), broadcast=True, hash=False)
+
     class _Matrix(dxgb.DaskQuantileDMatrix):
         def _create_fn_args(self, worker_addr: str) -> dict[str, Any]:
             args = super()._create_fn_args(worker_addr)
-            args["ref"] = _SampleCuts(sample, kw.get("max_bin"))
+            args["ref"] = cuts  # a future: the worker's copy is passed to the task
             return args
 
     return _Matrix(client, X, y, **kw)
