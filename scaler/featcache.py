@@ -82,7 +82,6 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
     the current client, when the cache was made for the same inputs and
     config; says on ``echo`` whether it is a hit or why it is a miss."""
     import dask
-    from distributed import wait
 
     from scaler.pipeline import Prepared, _persist_parts
     from scaler.preprocess import Preprocessor
@@ -99,7 +98,6 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
     frames = [dask.delayed(_restore)(p, dtypes) for p in feats[list(meta.columns)].to_delayed()]
     counts = {k: int(v) for k, v in m["counts"].items()}
     parts, futs = _persist_parts(client, frames, meta, counts)
-    wait([f for fs in futs.values() for f in fs])
     echo(
         f"[features] cache hit at {redact(cache_url(cfg))} (fingerprint {fp[:12]}): "
         "skipped reading, fitting and transforming"

@@ -826,20 +826,39 @@ PART_CODES = {"train": TRAIN, "valid": VALID, "holdout": HOLDOUT}
 
 
 def _persist_parts(
-    cl: Any, frames: list[Any], meta: Any, counts: dict[str, int]
-) -> tuple[dict[str, Any], list[Any]]:
+    cl: Any, frames: list[Any], meta: Any, counts: dict[str, int], prog: Progress | None = None
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """Persist each split part of ``frames`` (delayed featurized partitions)
     as its own Dask dataframe, computing every frame once. Training then
     reads its rows without a filtered copy; parts without rows are left out.
-    Returns the parts and the futures of each part's partitions."""
-    import dask
+    The parts of one frame are cut on the worker that holds it, so every
+    worker that trains also holds validation rows (XGBoost needs them on
+    each worker when a feature is categorical). Returns the parts and the
+    futures of each part's partitions."""
     import dask.dataframe as dd
+    from distributed import wait
 
+    done = cl.compute(frames)
+    if prog is not None:
+        prog.track(done, "transform")
+    wait(done)
+    where = cl.who_has(done)
     names = [n for n in PART_CODES if counts.get(n)]
-    sel = [[dask.delayed(_rows_of)(f, PART_CODES[n]) for f in frames] for n in names]
-    futs = cl.compute([d for group in sel for d in group])  # one graph
-    n = len(frames)
-    by_part = {name: futs[i * n : (i + 1) * n] for i, name in enumerate(names)}
+    by_part: dict[str, list[Any]] = {n: [] for n in names}
+    for f in done:
+        holders = list(where.get(f.key, ()))
+        for n in names:
+            by_part[n].append(
+                cl.submit(
+                    _rows_of,
+                    f,
+                    PART_CODES[n],
+                    workers=holders or None,
+                    allow_other_workers=True,  # recomputed anywhere if that worker is lost
+                    pure=False,
+                )
+            )
+    wait([f for fs in by_part.values() for f in fs])
     parts = {
         name: dd.from_delayed(fs, meta=meta, verify_meta=False) for name, fs in by_part.items()
     }
@@ -858,7 +877,6 @@ def _prepare_features(
 ) -> Prepared:
     """Scan, fit scaling + PCA, and persist the model features on the cluster."""
     import dask
-    from distributed import wait
 
     if cfg.preprocess.feature_cache:
         from scaler import featcache
@@ -944,11 +962,8 @@ def _prepare_features(
         frames = [
             dask.delayed(featurize_partition)(p, spec, pre, classes) for p in src.to_delayed()
         ]
-        parts, futs = _persist_parts(cl, frames, meta, counts)
+        parts, futs = _persist_parts(cl, frames, meta, counts, prog)
         del src, frames  # raw partitions are released once transformed
-        every = [f for fs in futs.values() for f in fs]
-        prog.track(every, "transform")
-        wait(every)
         with contextlib.suppress(Exception):
             cl.run(_trim_memory)
     if cfg.preprocess.feature_cache:

@@ -167,3 +167,16 @@ def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
     # below four times the sample size, every row is sketched
     assert _cuts_sample(client, prep.parts["train"][fcols], 20_000) is None
     prep.release()
+
+
+def test_the_parts_of_a_partition_live_on_one_worker(client, binary_data, tmp_path):
+    # every worker that trains also holds validation rows (XGBoost refuses
+    # an empty evaluation matrix on a worker when a feature is categorical)
+    prep = scaler.prepare(base_config(binary_data, str(tmp_path)), client=client, progress=False)
+    futs = prep._futures
+    assert set(futs) == {"train", "valid", "holdout"}
+    who = client.who_has([f for fs in futs.values() for f in fs])
+    for i in range(len(futs["train"])):
+        holders = [set(who[fs[i].key]) for fs in futs.values()]
+        assert holders[0] and all(h == holders[0] for h in holders)
+    prep.release()
