@@ -836,28 +836,29 @@ def _persist_parts(
     each worker when a feature is categorical). Returns the parts and the
     futures of each part's partitions."""
     import dask.dataframe as dd
-    from distributed import wait
+    from distributed import as_completed, wait
 
     done = cl.compute(frames)
     if prog is not None:
         prog.track(done, "transform")
-    wait(done)
-    where = cl.who_has(done)
     names = [n for n in PART_CODES if counts.get(n)]
-    by_part: dict[str, list[Any]] = {n: [] for n in names}
-    for f in done:
-        holders = list(where.get(f.key, ()))
+    by_part: dict[str, list[Any]] = {n: [None] * len(done) for n in names}
+    index = {f.key: i for i, f in enumerate(done)}
+    # Cut each frame as soon as it is done, and hold no reference to it:
+    # it leaves memory once its parts are cut, not after the last frame.
+    f = None
+    for f in as_completed(done):
+        holders = list(cl.who_has([f]).get(f.key, ()))
         for n in names:
-            by_part[n].append(
-                cl.submit(
-                    _rows_of,
-                    f,
-                    PART_CODES[n],
-                    workers=holders or None,
-                    allow_other_workers=True,  # recomputed anywhere if that worker is lost
-                    pure=False,
-                )
+            by_part[n][index[f.key]] = cl.submit(
+                _rows_of,
+                f,
+                PART_CODES[n],
+                workers=holders or None,
+                allow_other_workers=True,  # recomputed anywhere if that worker is lost
+                pure=False,
             )
+    del done, f
     wait([f for fs in by_part.values() for f in fs])
     parts = {
         name: dd.from_delayed(fs, meta=meta, verify_meta=False) for name, fs in by_part.items()
