@@ -316,7 +316,8 @@ def train_booster(
     measured on a fixed ``train_eval_fraction`` sample of the training rows
     (1.0: all of them; 0: none), the "valid" history on the validation rows.
     With ``bin_sample_rows`` the histogram bin edges come from that many
-    training rows instead of all of them (see :class:`_SampleCuts`).
+    training rows instead of all of them (see :class:`_SampleCuts`); a
+    retry after a lost worker sketches every row.
     """
     import time
 
@@ -342,7 +343,9 @@ def train_booster(
         remaining = rounds - done
         try:
             Xt, yt, Xv, yv = make_data()
-            cuts = _cuts_sample(client, Xt, bin_sample_rows)
+            # A retry sketches every row: XGBoost's own path, the one the
+            # lost-worker tests exercise (no scattered sample to recover).
+            cuts = _cuts_sample(client, Xt, bin_sample_rows if attempt == 0 else 0)
             dtrain = _quantile_matrix(
                 client, Xt, yt, cuts, enable_categorical=True, max_bin=max_bin
             )
