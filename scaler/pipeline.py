@@ -891,14 +891,8 @@ def _prepare_features(
     hold, why = _hold_raw(cfg, df, rows, cl)
     what = "held in memory" if hold else "streamed, read again to transform"
     with timer.stage("scan", f"reading data ({what}: {why}) and computing statistics"):
-        # Held: the persisted partitions keep the read tasks' keys, so the
-        # lazy graph below uses them from memory, and a partition lost with
-        # a worker is simply read again. (The delayed objects of the
-        # persisted collection would instead alias futures that cannot be
-        # recomputed once released.)
-        held = df.persist() if hold else None
-        raw = df.to_delayed()
-        parts = [dask.delayed(scan_partition)(p, spec) for p in raw]
+        src = df.persist() if hold else df
+        parts = [dask.delayed(scan_partition)(p, spec) for p in src.to_delayed()]
         futs = cl.compute(parts)
         prog.track(futs, "scan")
         while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
@@ -966,9 +960,11 @@ def _prepare_features(
         meta[PART] = np.array([], dtype=np.int8)
         if spec.key:
             meta[spec.key] = df._meta[spec.key]
-        frames = [dask.delayed(featurize_partition)(p, spec, pre, classes) for p in raw]
+        frames = [
+            dask.delayed(featurize_partition)(p, spec, pre, classes) for p in src.to_delayed()
+        ]
         parts, futs = _persist_parts(cl, frames, meta, counts, prog)
-        del held, raw, frames  # raw partitions are released once transformed
+        del src, frames  # raw partitions are released once transformed
         with contextlib.suppress(Exception):
             cl.run(_trim_memory)
     if cfg.preprocess.feature_cache:
