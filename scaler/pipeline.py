@@ -650,6 +650,7 @@ class Prepared:
                 extra_callbacks=[reporter] if reporter is not None else None,
                 train_eval_fraction=mc.train_eval_fraction,
                 bin_sample_rows=mc.bin_sample_rows,
+                train_rows=self.counts["train"],
                 **train_kwargs,
             )
         model = Model(

@@ -231,15 +231,18 @@ def _spread(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
     return df.iloc[np.linspace(0, len(df) - 1, k).round().astype(np.int64)] if k else df.iloc[:0]
 
 
-def _cuts_sample(client: Any, X: Any, rows: int) -> pd.DataFrame | None:
+def _cuts_sample(client: Any, X: Any, rows: int, total: int | None = None) -> pd.DataFrame | None:
     """About ``rows`` training rows spread over every partition of ``X``
     (a Dask dataframe), or None when sketching everything costs as little
-    (a small or categorical training set: XGBoost's exact sketch)."""
+    (a small or categorical training set: XGBoost's exact sketch).
+    ``total``, the number of rows of ``X`` when the caller knows it, saves
+    counting them."""
     if not rows or not hasattr(X, "map_partitions"):
         return None
     if any(isinstance(dt, pd.CategoricalDtype) for dt in X.dtypes):
         return None
-    total = int(X.map_partitions(len).sum().compute())
+    if total is None:
+        total = int(X.map_partitions(len).sum().compute())
     if total < 4 * rows:
         return None
     return X.map_partitions(_spread, rows / total, meta=X._meta).compute()
@@ -298,6 +301,7 @@ def train_booster(
     extra_callbacks: list[Any] | None = None,
     train_eval_fraction: float = 0.1,
     bin_sample_rows: int = 0,
+    train_rows: int | None = None,
 ) -> TrainResult:
     """Train on the cluster, surviving lost workers.
 
@@ -317,7 +321,8 @@ def train_booster(
     (1.0: all of them; 0: none), the "valid" history on the validation rows.
     With ``bin_sample_rows`` the histogram bin edges come from that many
     training rows instead of all of them (see :class:`_SampleCuts`); a
-    retry after a lost worker sketches every row.
+    retry after a lost worker sketches every row. ``train_rows`` (the
+    number of training rows, when known) saves counting them for that.
     """
     import time
 
@@ -345,7 +350,7 @@ def train_booster(
             Xt, yt, Xv, yv = make_data()
             # A retry sketches every row: XGBoost's own path, the one the
             # lost-worker tests exercise (no scattered sample to recover).
-            cuts = _cuts_sample(client, Xt, bin_sample_rows if attempt == 0 else 0)
+            cuts = _cuts_sample(client, Xt, bin_sample_rows if attempt == 0 else 0, train_rows)
             dtrain = _quantile_matrix(
                 client, Xt, yt, cuts, enable_categorical=True, max_bin=max_bin
             )
