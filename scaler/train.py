@@ -274,6 +274,102 @@ def _scheduler_alive(client: Any) -> bool:
         return False
 
 
+def _in_xgboost_training(dask_worker: Any) -> bool:
+    """Whether a thread of this worker runs an XGBoost training task: also
+    one the scheduler has already given up on, whose thread is still inside
+    XGBoost (Dask cannot interrupt a running task)."""
+    st = dask_worker.state
+    for ts in list(st.executing) + list(st.long_running):
+        fn = getattr(ts.run_spec, "func", None)
+        if str(getattr(fn, "__module__", "")).startswith("xgboost"):
+            return True
+    return False
+
+
+def _drain_failed_attempt(client: Any, echo: Any, grace: float = 5.0) -> list[str]:
+    """Free the workers still inside a failed training attempt.
+
+    When a worker dies mid-training, the other ranks usually fail at their
+    next collective operation. Sometimes they block in it instead (XGBoost's
+    own timeout is 30 minutes), keeping their only thread: the retry's
+    tasks would then queue behind them forever. Ranks still training after
+    ``grace`` seconds are restarted through their nanny; the data they held
+    is recomputed from its source by the retry. Returns the restarted
+    workers' addresses."""
+    import time
+
+    deadline = time.monotonic() + grace
+    while True:
+        state = client.run(_in_xgboost_training, on_error="ignore")
+        stuck = sorted(w for w, busy in state.items() if busy)
+        if not stuck or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if not stuck:
+        return []
+    echo(
+        f"[train] restarting {len(stuck)} worker(s) still blocked in the failed "
+        "attempt's collective: their data is recomputed"
+    )
+    try:
+        client.restart_workers(stuck, timeout=60)
+    except Exception as e:  # noqa: BLE001 - reported with what to do
+        raise RuntimeError(
+            f"Worker(s) {', '.join(stuck)} are still blocked in the failed training attempt "
+            f"and could not be restarted ({type(e).__name__}: {e}). Start Dask workers with a "
+            "nanny (the default of `dask worker`) so scaler can restart them, or restart "
+            "them yourself and run again with --resume."
+        ) from e
+    return stuck
+
+
+class _RankWatch:
+    """Watch a training attempt for a rank whose worker is gone.
+
+    Dask reschedules a lost rank's training task on another worker, where
+    it fails at once, so the attempt raises and is retried. But when that
+    worker's only thread is still held by a rank blocked in the dead peer's
+    collective, the task queues behind it and the attempt never returns.
+    This thread notices the lost rank and frees the blocked ones (see
+    :func:`_drain_failed_attempt`); the attempt then fails and is retried."""
+
+    def __init__(self, client: Any, echo: Any, every: float = 1.0) -> None:
+        import threading
+
+        self.client, self.echo, self.every = client, echo, every
+        self.restarted: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scaler-rank-watch", daemon=True)
+
+    def __enter__(self) -> _RankWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        def lost_rank(dask_scheduler: Any) -> bool:  # pickled by value: runs on the scheduler
+            alive = set(dask_scheduler.workers)
+            for ts in dask_scheduler.tasks.values():
+                where = ts.worker_restrictions
+                if not where or where <= alive or ts.state in ("memory", "erred", "forgotten"):
+                    continue
+                fn = getattr(ts.run_spec, "func", None)
+                if str(getattr(fn, "__module__", "")).startswith("xgboost"):
+                    return True
+            return False
+
+        while not self._stop.wait(self.every):
+            try:
+                if self.client.run_on_scheduler(lost_rank):
+                    self.restarted = _drain_failed_attempt(self.client, self.echo)
+                    return
+            except Exception:  # noqa: BLE001 - the attempt itself reports what went wrong
+                return
+
+
 class SchedulerLostError(RuntimeError):
     """The Dask scheduler went away; training cannot continue in this run."""
 
@@ -346,6 +442,7 @@ def train_booster(
         done = start.rounds if start is not None else 0
         xgb_model = start.booster() if start is not None else None
         remaining = rounds - done
+        watch = _RankWatch(client, echo)
         try:
             Xt, yt, Xv, yv = make_data()
             # A retry sketches every row: XGBoost's own path, the one the
@@ -383,16 +480,17 @@ def train_booster(
             if remaining <= 0 and xgb_model is not None:
                 booster, new_hist = xgb_model, {}
             else:
-                out = dxgb.train(
-                    client,
-                    params,
-                    dtrain,
-                    num_boost_round=remaining,
-                    evals=evals,
-                    verbose_eval=False,
-                    xgb_model=xgb_model,
-                    callbacks=callbacks or None,
-                )
+                with watch:
+                    out = dxgb.train(
+                        client,
+                        params,
+                        dtrain,
+                        num_boost_round=remaining,
+                        evals=evals,
+                        verbose_eval=False,
+                        xgb_model=xgb_model,
+                        callbacks=callbacks or None,
+                    )
                 booster, new_hist = out["booster"], out["history"]
             break
         except Exception as e:  # noqa: BLE001 - sorted below
@@ -413,6 +511,9 @@ def train_booster(
             echo(f"[train] lost a worker ({type(e).__name__}); waiting for {min_workers} worker(s)")
             t0 = time.perf_counter()
             client.wait_for_workers(min_workers, timeout=wait_timeout)
+            restarted = watch.restarted + _drain_failed_attempt(client, echo)
+            if restarted:
+                client.wait_for_workers(min_workers, timeout=wait_timeout)
             ckpt = read_checkpoint(checkpoint_url, storage_options) if checkpoint_url else None
             if ckpt is not None and ckpt.fingerprint == fingerprint:
                 start = ckpt
@@ -422,6 +523,7 @@ def train_booster(
                     "attempt": attempt,
                     "error": f"{type(e).__name__}: {str(e)[:300]}",
                     "resumed_from_round": resumed,
+                    "restarted_workers": restarted,
                     "waited_seconds": round(time.perf_counter() - t0, 3),
                 }
             )

@@ -192,3 +192,70 @@ def test_lost_scheduler_fails_clearly_and_resume_finishes(fault_data, tmp_path):
     model = scaler.load_bundle(str(out / "model"))
     assert model.booster.num_boosted_rounds() == 200
     assert len(model.info["history"]["train"]["logloss"]) == 200
+
+
+def test_a_rank_left_blocked_by_a_lost_peer_is_restarted_and_training_finishes(tmp_path):
+    """A worker dies while another rank is stuck in the training task: the
+    retry must not queue behind that rank's thread forever."""
+    import dask.dataframe as dd
+    import pandas as pd
+    from distributed import Client
+    from xgboost.callback import TrainingCallback
+
+    from scaler.train import train_booster
+
+    class BlockOnce(TrainingCallback):
+        """At round 3, the rank that is not rank 0 writes its worker's name
+        to `marker` and never returns, as a rank blocked in a collective
+        whose peer died. Only once: not if `marker` exists. (Defined here so
+        that it is pickled by value: the workers cannot import the tests.)"""
+
+        def __init__(self, marker):
+            super().__init__()
+            self.marker = str(marker)
+
+        def after_iteration(self, model, epoch, evals_log):
+            import xgboost
+            from distributed import get_worker
+
+            first = not os.path.exists(self.marker)
+            if epoch == 3 and xgboost.collective.get_rank() == 1 and first:
+                with open(self.marker + ".tmp", "w") as f:
+                    f.write(get_worker().name)
+                os.replace(self.marker + ".tmp", self.marker)
+                while True:
+                    time.sleep(1)
+            return False
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(20000, 5)), columns=list("abcde"))
+    y = pd.Series((X["a"] + rng.normal(size=20000) > 0).astype(np.float32), name="y")
+    marker = tmp_path / "blocked"
+    with DaskProcesses(n_workers=2) as procs, Client(procs.address) as client:
+        dX = dd.from_pandas(X, npartitions=4).persist()
+        dy = dd.from_pandas(y, npartitions=4).persist()
+
+        def kill_the_other():
+            blocked = marker.read_text()
+            kill_worker(procs, 1 - int(blocked[1:]))
+
+        when_file(marker, kill_the_other)
+        lines = []
+        result = train_booster(
+            client,
+            dX,
+            dy,
+            params={"objective": "binary:logistic", "tree_method": "hist", "max_depth": 3},
+            rounds=20,
+            max_retries=2,
+            min_workers=2,
+            echo=lines.append,
+            extra_callbacks=[BlockOnce(marker)],
+            train_eval_fraction=0,
+        )
+    retries = result.retries
+    assert len(retries) == 1, retries
+    # the blocked rank's worker was restarted: the retry did not queue behind it
+    assert len(retries[0]["restarted_workers"]) == 1
+    assert any("still blocked" in line for line in lines)
+    assert result.booster.num_boosted_rounds() == 20
