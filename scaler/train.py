@@ -363,10 +363,14 @@ class _RankWatch:
 
         while not self._stop.wait(self.every):
             try:
-                if self.client.run_on_scheduler(lost_rank):
-                    self.restarted = _drain_failed_attempt(self.client, self.echo)
-                    return
+                lost = self.client.run_on_scheduler(lost_rank)
             except Exception:  # noqa: BLE001 - the attempt itself reports what went wrong
+                return
+            if lost:
+                try:
+                    self.restarted = _drain_failed_attempt(self.client, self.echo)
+                except RuntimeError as e:  # no nanny: say why the attempt waits
+                    self.echo(f"[train] {e}")
                 return
 
 

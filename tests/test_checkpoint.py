@@ -113,3 +113,31 @@ def test_train_booster_on_dask_arrays_with_checkpoints(client, tmp_path):
     assert res.booster.num_boosted_rounds() == 6
     assert len(res.history["train"]["logloss"]) == 6  # measured on every 10th row
     assert read_checkpoint(str(tmp_path / "ck")).rounds == 6
+
+
+class _BlockedCluster:
+    """A client whose workers report a training task forever, and whose
+    workers cannot be restarted (no nanny)."""
+
+    def __init__(self):
+        self.restart_calls = []
+
+    def run(self, fn, on_error="raise"):
+        return {"tcp://127.0.0.1:1": True, "tcp://127.0.0.1:2": False}
+
+    def restart_workers(self, workers, timeout=None):
+        self.restart_calls.append(list(workers))
+        raise ValueError("There is no Nanny for tcp://127.0.0.1:1")
+
+
+def test_a_blocked_rank_that_cannot_be_restarted_is_a_clear_error():
+    from scaler.train import _drain_failed_attempt
+
+    fake, lines = _BlockedCluster(), []
+    with pytest.raises(RuntimeError) as info:
+        _drain_failed_attempt(fake, lines.append, grace=0.3)
+    assert fake.restart_calls == [["tcp://127.0.0.1:1"]]  # only the blocked one
+    msg = str(info.value)
+    assert "tcp://127.0.0.1:1" in msg and "tcp://127.0.0.1:2" not in msg
+    assert "nanny" in msg and "--resume" in msg
+    assert any("restarting 1 worker" in line for line in lines)
