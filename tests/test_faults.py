@@ -83,13 +83,19 @@ def reference(fault_data, tmp_path_factory):
         return scaler.run(fault_config(fault_data, out, procs.address))
 
 
-def test_lost_worker_after_a_checkpoint_resumes_and_matches(fault_data, reference, tmp_path):
+# 200,000: every row sketched (the training rows are fewer than 4x that);
+# 10,000: the first attempt takes its bin edges from a sample scattered to the workers
+@pytest.mark.parametrize("bin_sample_rows", [200_000, 10_000])
+def test_lost_worker_after_a_checkpoint_resumes_and_matches(
+    fault_data, reference, tmp_path, bin_sample_rows
+):
     out = tmp_path / "out"
     with DaskProcesses(n_workers=3) as procs:
         ckpt = out / "checkpoints" / "checkpoint.json"
         when_file(ckpt, lambda: kill_worker(procs, 0))
         lines = []
-        result = scaler.run(fault_config(fault_data, out, procs.address), echo=lines.append)
+        cfg = fault_config(fault_data, out, procs.address, bin_sample_rows=bin_sample_rows)
+        result = scaler.run(cfg, echo=lines.append)
     retries = result.model.info["retries"]
     assert retries, "the worker was killed during training, so a retry must be recorded"
     assert retries[0]["resumed_from_round"] >= 10
