@@ -136,17 +136,7 @@ def connect(
         kwargs["host"] = "127.0.0.1"
     # A Client that starts its own LocalCluster also stops it when closed
     # (also as a context manager), so no worker processes outlive it.
-    import dask
-
-    # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which
-    # also switches off glibc's adaptive mmap threshold: every array above
-    # 128 KiB becomes a fresh mmap, faulted in page by page. scaler's passes
-    # make such arrays for every partition (its tasks ran 25-40 % slower),
-    # and give freed memory back to the OS themselves once the data passes
-    # are done (pipeline._trim_memory), so its own workers keep glibc's
-    # defaults. A value set in the environment still wins.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        client = Client(**kwargs)
+    client = Client(**kwargs)
     client._scaler_owns_cluster = True
     if config.dashboard:
         try:
