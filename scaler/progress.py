@@ -189,6 +189,7 @@ class _Task:
         self.extra = ""
         self.t0 = time.monotonic()
         self.last_emit = 0.0
+        self.last_key: tuple[int, int, str] | None = None
         self.closed = False
         self.shown = False
         self.final_shown = False
@@ -248,6 +249,10 @@ class _Task:
         self.final_shown = self.final_shown or force or finished
         if mode == "plain":
             if force or finished or now - self.last_emit >= self.p.min_interval:
+                key = (self.done, self.total, self.extra)
+                if key == self.last_key:  # e.g. the final event after the last round
+                    return
+                self.last_key = key
                 self.last_emit = now
                 self.shown = True
                 self.p.echo(self._text())

@@ -62,6 +62,19 @@ def test_round_events_show_metrics_and_eta():
     assert len(lines) == 2
 
 
+def test_the_final_round_event_is_not_printed_twice():
+    lines = []
+    p = Progress("plain", echo=lines.append, min_interval=0)
+    from scaler.progress import _Task
+
+    t = _Task(p, "train", 10, "rounds", rounds=True)
+    last = {"round": 10, "total": 10, "metrics": {"valid-auc": 0.9}, "elapsed": 3.0}
+    t.event(last)
+    t.event({**last, "final": True})  # after_training repeats the last round
+    t.close()
+    assert len(lines) == 1 and "round 10/10 valid-auc=0.9000" in lines[0], lines
+
+
 def test_round_reporter_is_inert_outside_a_worker():
     r = RoundReporter("topic", 5)
     r.before_training(None)
