@@ -330,40 +330,36 @@ class _RankWatch:
     it fails at once, so the attempt raises and is retried. But when that
     worker's only thread is still held by a rank blocked in the dead peer's
     collective, the task queues behind it and the attempt never returns.
-    This thread notices the lost rank and frees the blocked ones (see
+    Once a second this thread asks the scheduler which workers are alive;
+    when one of ``ranks`` (the workers holding the training matrices, one
+    XGBoost rank each) is gone, it frees the blocked ranks (see
     :func:`_drain_failed_attempt`); the attempt then fails and is retried."""
 
-    def __init__(self, client: Any, echo: Any, every: float = 1.0) -> None:
+    def __init__(self, client: Any, echo: Any, ranks: set[str], every: float = 1.0) -> None:
         import threading
 
-        self.client, self.echo, self.every = client, echo, every
+        self.client, self.echo, self.ranks, self.every = client, echo, set(ranks), every
         self.restarted: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scaler-rank-watch", daemon=True)
 
     def __enter__(self) -> _RankWatch:
-        self._thread.start()
+        if self.ranks:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _run(self) -> None:
-        def lost_rank(dask_scheduler: Any) -> bool:  # pickled by value: runs on the scheduler
-            alive = set(dask_scheduler.workers)
-            for ts in dask_scheduler.tasks.values():
-                where = ts.worker_restrictions
-                if not where or where <= alive or ts.state in ("memory", "erred", "forgotten"):
-                    continue
-                fn = getattr(ts.run_spec, "func", None)
-                if str(getattr(fn, "__module__", "")).startswith("xgboost"):
-                    return True
-            return False
+        def alive(dask_scheduler: Any) -> list[str]:  # pickled by value: runs on the scheduler
+            return list(dask_scheduler.workers)
 
         while not self._stop.wait(self.every):
             try:
-                lost = self.client.run_on_scheduler(lost_rank)
+                lost = self.ranks - set(self.client.run_on_scheduler(alive))
             except Exception:  # noqa: BLE001 - the attempt itself reports what went wrong
                 return
             if lost:
@@ -372,6 +368,15 @@ class _RankWatch:
                 except RuntimeError as e:  # no nanny: say why the attempt waits
                     self.echo(f"[train] {e}")
                 return
+
+
+def _ranks(*matrices: Any) -> set[str]:
+    """The workers that train on ``matrices`` (xgboost.dask gives each
+    worker holding partitions of them one rank)."""
+    out: set[str] = set()
+    for m in matrices:
+        out |= set(getattr(m, "worker_map", None) or ())
+    return out
 
 
 class SchedulerLostError(RuntimeError):
@@ -446,7 +451,7 @@ def train_booster(
         done = start.rounds if start is not None else 0
         xgb_model = start.booster() if start is not None else None
         remaining = rounds - done
-        watch = _RankWatch(client, echo)
+        watch = _RankWatch(client, echo, set())
         try:
             Xt, yt, Xv, yv = make_data()
             # A retry sketches every row: XGBoost's own path, the one the
@@ -484,6 +489,7 @@ def train_booster(
             if remaining <= 0 and xgb_model is not None:
                 booster, new_hist = xgb_model, {}
             else:
+                watch = _RankWatch(client, echo, _ranks(dtrain, *(m for m, _ in evals)))
                 with watch:
                     out = dxgb.train(
                         client,
