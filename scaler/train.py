@@ -451,7 +451,7 @@ def train_booster(
         done = start.rounds if start is not None else 0
         xgb_model = start.booster() if start is not None else None
         remaining = rounds - done
-        watch = _RankWatch(client, echo, set())
+        watch: _RankWatch | None = None  # set once training starts
         try:
             Xt, yt, Xv, yv = make_data()
             # A retry sketches every row: XGBoost's own path, the one the
@@ -521,7 +521,7 @@ def train_booster(
             echo(f"[train] lost a worker ({type(e).__name__}); waiting for {min_workers} worker(s)")
             t0 = time.perf_counter()
             client.wait_for_workers(min_workers, timeout=wait_timeout)
-            restarted = watch.restarted + _drain_failed_attempt(client, echo)
+            restarted = (watch.restarted if watch else []) + _drain_failed_attempt(client, echo)
             if restarted:
                 client.wait_for_workers(min_workers, timeout=wait_timeout)
             ckpt = read_checkpoint(checkpoint_url, storage_options) if checkpoint_url else None
