@@ -29,7 +29,8 @@ Plots:
 ``timings.png``
     seconds per pipeline stage.
 
-Matplotlib runs with its non-interactive Agg backend.
+Plots are drawn with matplotlib's object API and its Agg renderer, leaving
+pyplot and the session's backend alone.
 """
 
 from __future__ import annotations
@@ -73,13 +74,23 @@ def default_report_url(bundle_url: str) -> str:
     return _sibling(bundle_url, "report")
 
 
-def _plt() -> Any:
-    import matplotlib
+class _Figures:
+    """Figures made with matplotlib's object API (``Figure``), not pyplot:
+    no global backend switch (a notebook's inline plots keep working) and
+    no figure registry to close."""
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    @staticmethod
+    def subplots(*args: Any, figsize: tuple[float, float], **kw: Any) -> tuple[Any, Any]:
+        from matplotlib.figure import Figure
 
-    return plt
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(*args, **kw)
+
+
+def _plt() -> _Figures:
+    from matplotlib.figure import Figure  # noqa: F401 - the import is the slow part
+
+    return _Figures()
 
 
 def _int_ticks() -> Any:
@@ -92,7 +103,6 @@ def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()  # cheaper than bbox_inches="tight", which draws the figure twice
     fig.savefig(buf, format="png", dpi=100)
-    _plt().close(fig)
     return buf.getvalue()
 
 

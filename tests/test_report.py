@@ -75,6 +75,23 @@ def test_scaler_report_command_regenerates(binary_report_run, tmp_path, capsys):
     assert "No committed scaler bundle" in capsys.readouterr().err
 
 
+def test_report_leaves_the_sessions_matplotlib_backend_alone(binary_report_run, tmp_path):
+    # a notebook's inline backend must survive a report (the plots use
+    # matplotlib's object API, not pyplot)
+    import matplotlib
+
+    result, _ = binary_report_run
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf", force=True)
+    try:
+        rep = write_report(result.bundle_url, out_url=str(tmp_path / "again"))
+        assert matplotlib.get_backend() == "pdf"
+        assert (tmp_path / "again" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(rep.images) == len(BINARY_PLOTS)
+    finally:
+        matplotlib.use(before, force=True)
+
+
 def test_regression_report_has_residual_plots(client, regression_data, tmp_path):
     cfg = base_config(
         regression_data, str(tmp_path), model={"objective": "reg:squarederror"}, split={}
