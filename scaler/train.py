@@ -203,26 +203,53 @@ class _SampleCuts:
     """Bin edges chosen from a sample of the training rows.
 
     Passed as ``ref`` of the training matrix on each worker, so that the
-    matrix takes its cuts from a local ``QuantileDMatrix`` of the sample
-    instead of sketching every row. That matrix is built on first use of
-    :attr:`handle` (XGBoost reads nothing else of ``ref``), on the worker:
-    the scheduler, which unpickles task arguments, never builds it. Every
-    worker builds it from the same rows, so the cuts agree.
+    matrix takes its cuts from a local ``QuantileDMatrix`` of ``rows``
+    instead of sketching every row. ``rows`` are the sample's quantiles
+    (:func:`_quantile_rows`, at most ``max_bin`` rows), so that local
+    matrix costs next to nothing: XGBoost takes every distinct value of a
+    column that has no more than ``max_bin`` of them as a bin edge. It is
+    built on first use of :attr:`handle` (XGBoost reads nothing else of
+    ``ref``), on the worker: the scheduler, which unpickles task
+    arguments, never builds it. Every worker builds it from the same rows,
+    so the cuts agree.
     """
 
-    def __init__(self, sample: pd.DataFrame, max_bin: int | None) -> None:
-        self.sample, self.max_bin = sample, max_bin
+    def __init__(self, rows: pd.DataFrame, max_bin: int | None) -> None:
+        self.rows, self.max_bin = rows, max_bin
         self._matrix: Any = None
 
     @property
     def handle(self) -> Any:
         if self._matrix is None:
             kw = {"max_bin": self.max_bin} if self.max_bin else {}
-            self._matrix = xgboost.QuantileDMatrix(self.sample, nthread=1, **kw)
+            self._matrix = xgboost.QuantileDMatrix(self.rows, nthread=1, **kw)
         return self._matrix.handle
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"sample": self.sample, "max_bin": self.max_bin, "_matrix": None}
+        return {"rows": self.rows, "max_bin": self.max_bin, "_matrix": None}
+
+
+def _quantile_rows(sample: pd.DataFrame, max_bin: int | None) -> pd.DataFrame:
+    """``max_bin`` evenly spaced order statistics of each column of
+    ``sample``, min and max included (missing values left out), as the
+    rows of a frame with ``sample``'s columns and dtypes.
+
+    Sketched by XGBoost, these rows give ``max_bin`` bins holding equal
+    shares of the sample: the same edges, up to the sketch's rank error,
+    as sketching the whole sample, for a fraction of its cost (sketching
+    200,000 rows of 20 features takes about 0.5 s on one thread).
+    """
+    n_bins = int(max_bin or 256)
+    cols: dict[str, np.ndarray] = {}
+    for c in sample.columns:
+        v = np.sort(sample[c].to_numpy(dtype=np.float64, na_value=np.nan))  # NaN last
+        n = int(np.count_nonzero(~np.isnan(v)))
+        if n == 0:
+            q = np.full(n_bins, np.nan)
+        else:
+            q = v[np.linspace(0, n - 1, n_bins).round().astype(np.int64)]
+        cols[c] = q.astype(sample.dtypes[c], copy=False)
+    return pd.DataFrame(cols)
 
 
 def _spread(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
@@ -255,7 +282,10 @@ def _quantile_matrix(client: Any, X: Any, y: Any, sample: pd.DataFrame | None, *
         return dxgb.DaskQuantileDMatrix(client, X, y, **kw)
 
     # One copy per worker, not one inside every training task's arguments.
-    cuts = client.scatter(_SampleCuts(sample, kw.get("max_bin")), broadcast=True, hash=False)
+    max_bin = kw.get("max_bin")
+    cuts = client.scatter(
+        _SampleCuts(_quantile_rows(sample, max_bin), max_bin), broadcast=True, hash=False
+    )
 
     class _Matrix(dxgb.DaskQuantileDMatrix):
         def _create_fn_args(self, worker_addr: str) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def _thresholds(booster) -> np.ndarray:
 def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
     import xgboost
 
-    from scaler.train import _cuts_sample
+    from scaler.train import _cuts_sample, _quantile_rows
 
     cfg = base_config(
         large_data,
@@ -152,7 +152,7 @@ def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
     fcols = prep.preprocessor.output_columns
     sample = _cuts_sample(client, prep.parts["train"][fcols], 10_000)
     assert sample is not None and 10_000 <= len(sample) <= 10_050
-    local = xgboost.QuantileDMatrix(sample)
+    local = xgboost.QuantileDMatrix(_quantile_rows(sample, 256))
     _, cut_values = local.get_quantile_cut()
     cuts = np.asarray(cut_values, dtype=np.float32)
 
@@ -167,6 +167,46 @@ def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
     # below four times the sample size, every row is sketched
     assert _cuts_sample(client, prep.parts["train"][fcols], 20_000) is None
     prep.release()
+
+
+def test_quantile_rows_give_the_bin_edges_of_the_whole_sample():
+    import xgboost
+
+    from scaler.train import _quantile_rows
+
+    rng = np.random.default_rng(3)
+    n = 50_000
+    sample = pd.DataFrame(
+        {
+            "skewed": (rng.standard_normal(n) ** 3).astype(np.float32),
+            "holes": rng.standard_normal(n).astype(np.float32),
+            "few": rng.integers(0, 7, n).astype(np.float32),
+        }
+    )
+    sample.loc[::5, "holes"] = np.nan
+    rows = _quantile_rows(sample, 64)
+    assert list(rows.columns) == list(sample.columns) and len(rows) == 64
+    assert (rows.dtypes == sample.dtypes).all()
+    ours = xgboost.QuantileDMatrix(rows, max_bin=64).get_quantile_cut()
+    sketch = xgboost.QuantileDMatrix(sample, max_bin=64).get_quantile_cut()
+    for j, c in enumerate(sample.columns):
+        a = ours[1][ours[0][j] : ours[0][j + 1]]
+        b = sketch[1][sketch[0][j] : sketch[0][j + 1]]
+        if c == "few":  # fewer distinct values than bins: every value is an edge
+            np.testing.assert_array_equal(a, b)
+            continue
+        assert len(a) == len(b)
+        col = np.sort(sample[c].dropna().to_numpy())
+
+        def shares(cuts):
+            return np.diff(np.searchsorted(col, cuts[:-1])) / len(col)
+
+        # bins hold equal shares of the non-missing values, at least as
+        # evenly as the sketch of every row gives them
+        ours_s, sketch_s = shares(a), shares(b)
+        assert ours_s.max() - ours_s.min() <= sketch_s.max() - sketch_s.min() + 1e-3
+        assert abs(ours_s.mean() - sketch_s.mean()) < 1e-3
+        assert a[-1] > col[-1] and b[-1] > col[-1]
 
 
 def test_the_parts_of_a_partition_live_on_one_worker(client, binary_data, tmp_path):
