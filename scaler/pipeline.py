@@ -686,14 +686,15 @@ class Prepared:
         return model, result
 
     def _score_holdout(self, model: Model, prog: Progress | None = None) -> Any:
-        from distributed import futures_of, wait
+        """The scored holdout rows, persisted on the cluster (still being
+        computed on return: what uses them waits for them)."""
+        from distributed import futures_of
 
         ho, spec = self.parts["holdout"], self.spec
         smeta = score_holdout(self._meta.iloc[:0], model, spec)
         scored = ho.map_partitions(score_holdout, model, spec, meta=smeta).persist()
         if prog is not None:
             prog.track(futures_of(scored), "evaluate")
-        wait(scored)
         return scored
 
     def _metrics(self, scored: Any) -> dict[str, float]:
