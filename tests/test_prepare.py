@@ -198,7 +198,7 @@ def test_quantile_rows_give_the_bin_edges_of_the_whole_sample():
         assert len(a) == len(b)
         col = np.sort(sample[c].dropna().to_numpy())
 
-        def shares(cuts):
+        def shares(cuts, col=col):
             return np.diff(np.searchsorted(col, cuts[:-1])) / len(col)
 
         # bins hold equal shares of the non-missing values, at least as
