@@ -520,6 +520,7 @@ def run(
                     model=model,
                     predictions_url=preds_url,
                     storage_options=out.storage_options,
+                    holdout=scored,  # still in cluster memory: not read back
                 ).html_url
         timings = dict(timer.timings)
         timings["total"] = round(time.perf_counter() - t_start, 3)

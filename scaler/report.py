@@ -285,14 +285,19 @@ def _regression_plots(df: Any, model: Any) -> dict[str, bytes]:
     return out
 
 
-def _read_holdout(url: str, model: Any, storage_options: dict[str, Any] | None) -> Any:
-    df = storage.read_dataset(url, storage_options=storage_options)
+def _holdout_sample(df: Any, model: Any) -> pd.DataFrame:
+    """Up to about MAX_POINTS rows of the target and prediction columns of
+    ``df`` (a Dask or pandas frame of scored holdout rows)."""
     cols = [c for c in [model.target, *model.prediction_columns] if c in df.columns]
     df = df[cols]
     n = len(df)
     if n > MAX_POINTS:
         df = df.sample(frac=MAX_POINTS / n, random_state=0)
-    return df.compute()
+    return df.compute() if hasattr(df, "compute") else df
+
+
+def _read_holdout(url: str, model: Any, storage_options: dict[str, Any] | None) -> Any:
+    return _holdout_sample(storage.read_dataset(url, storage_options=storage_options), model)
 
 
 # ------------------------------------------------------------------ HTML
@@ -392,6 +397,7 @@ def write_report(
     predictions_url: str | None = None,
     storage_options: dict[str, Any] | None = None,
     model: Any = None,
+    holdout: Any = None,
 ) -> Report:
     """Write the PNG plots and ``report.html`` of the bundle at ``bundle_url``.
 
@@ -399,7 +405,9 @@ def write_report(
     ``predictions_url`` (the scored holdout Parquet) to the
     ``holdout_predictions`` folder next to it; when it is missing the
     holdout plots are left out and the report says so. ``model`` skips
-    loading the bundle again.
+    loading the bundle again; ``holdout`` (the scored holdout rows as a
+    Dask or pandas frame, e.g. still in cluster memory) skips reading them
+    back from ``predictions_url``.
 
     Examples
     --------
@@ -426,11 +434,13 @@ def write_report(
     imp = feature_importance(model)
     if any(imp.values()):
         images["feature_importance"] = _plot_importance(imp)
-    try:
-        holdout = _read_holdout(predictions_url, model, storage_options)
-    except (FileNotFoundError, OSError, ValueError) as e:
-        holdout = None
-        notes.append(f"No holdout plots: could not read {redact(predictions_url)} ({e}).")
+    if holdout is not None:
+        holdout = _holdout_sample(holdout, model)
+    else:
+        try:
+            holdout = _read_holdout(predictions_url, model, storage_options)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            notes.append(f"No holdout plots: could not read {redact(predictions_url)} ({e}).")
     if holdout is not None and len(holdout):
         if model.task == "regression":
             images.update(_regression_plots(holdout, model))

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import scaler
@@ -73,6 +74,22 @@ def test_scaler_report_command_regenerates(binary_report_run, tmp_path, capsys):
     assert {p.stem for p in dest.glob("*.png")} == BINARY_PLOTS
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "No committed scaler bundle" in capsys.readouterr().err
+
+
+def test_report_plots_holdout_rows_it_is_given(binary_report_run, tmp_path):
+    # run() hands over the scored holdout still in cluster memory; the
+    # report then reads nothing back
+    result, out = binary_report_run
+    scored = pd.read_parquet(out / "holdout_predictions")
+    rep = write_report(
+        result.bundle_url,
+        out_url=str(tmp_path / "given"),
+        predictions_url=str(tmp_path / "nowhere"),
+        holdout=scored,
+    )
+    assert set(rep.images) == BINARY_PLOTS
+    page = (tmp_path / "given" / "report.html").read_text()
+    assert "No holdout plots" not in page
 
 
 def test_report_leaves_the_sessions_matplotlib_backend_alone(binary_report_run, tmp_path):
