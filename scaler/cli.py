@@ -61,7 +61,7 @@ def demo_config(out: str, *, rows: int) -> dict[str, Any]:
             "early_stopping": 10,
             "params": {"max_depth": 6, "learning_rate": 0.3},
         },
-        "cluster": {"n_workers": 2, "threads_per_worker": 1},
+        "cluster": {"n_workers": 0, "threads_per_worker": 0},
         "output": {"url": f"{out.rstrip('/')}/output"},
     }
 
@@ -223,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA_URL")
     p.add_argument("out", metavar="OUT_URL")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec options for all three URLs")
-    p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="LocalCluster workers (default 0: fit the machine)"
+    )
     common(p)
     p.set_defaults(func=cmd_predict)
 
@@ -235,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rows", type=int, default=DEMO_ROWS, help=f"rows (default {DEMO_ROWS:,})")
     p.add_argument("--out", default="scaler-demo", help="folder or URL (default ./scaler-demo)")
-    p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="LocalCluster workers (default 0: fit the machine)"
+    )
     p.add_argument("--dashboard", action="store_true", help="start the dashboard on 127.0.0.1")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec options for --out")
     common(p)

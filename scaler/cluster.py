@@ -121,8 +121,9 @@ def connect(
                 "or leave [cluster] address empty to start a local cluster."
             ) from e
     kwargs: dict[str, Any] = dict(
-        n_workers=config.n_workers,
-        threads_per_worker=config.threads_per_worker,
+        # 0: LocalCluster's own choice for the usable cores
+        n_workers=config.n_workers or None,
+        threads_per_worker=config.threads_per_worker or None,
         memory_limit=config.memory_limit,
         processes=config.processes,
         # The scheduler's and workers' HTTP servers run even without the

@@ -176,14 +176,18 @@ class ModelConfig:
 class ClusterConfig:
     """The Dask cluster. An empty ``address`` starts a LocalCluster on 127.0.0.1.
 
+    ``n_workers`` and ``threads_per_worker`` shape that LocalCluster; 0 (the
+    default) lets Dask fit it to the cores this process may use, as
+    ``LocalCluster()`` does: one single-threaded worker per core up to 4
+    cores, then about sqrt(cores) workers sharing the cores as threads.
     ``min_workers`` and ``wait_timeout`` (seconds) say how long training
     waits for workers after losing one. ``tls_*`` give the CA, certificate
     and key files for a ``tls://`` scheduler.
     """
 
     address: str = ""
-    n_workers: int = 2
-    threads_per_worker: int = 1
+    n_workers: int = 0  # 0: fit the machine
+    threads_per_worker: int = 0  # 0: fit the machine
     memory_limit: str = "auto"
     dashboard: bool = False
     processes: bool = True
@@ -424,10 +428,14 @@ class RunConfig:
                 "all three set, or none",
                 tls,
             )
-        if c.n_workers < 1:
-            raise bad("cluster.n_workers", "an int >= 1", c.n_workers)
-        if c.threads_per_worker < 1:
-            raise bad("cluster.threads_per_worker", "an int >= 1", c.threads_per_worker)
+        if c.n_workers < 0:
+            raise bad("cluster.n_workers", "an int >= 0 (0: fit the machine)", c.n_workers)
+        if c.threads_per_worker < 0:
+            raise bad(
+                "cluster.threads_per_worker",
+                "an int >= 0 (0: fit the machine)",
+                c.threads_per_worker,
+            )
         if c.memory_limit != "auto" and not re.fullmatch(
             r"\s*\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]|[bB])?\s*", c.memory_limit
         ):

@@ -56,7 +56,8 @@ def test_unknown_section():
         ("data", "features", [], "features"),
         ("data", "features", ["y"], "target"),
         ("cluster", "memory_limit", "lots", "memory_limit"),
-        ("cluster", "n_workers", 0, "n_workers"),
+        ("cluster", "n_workers", -1, "n_workers"),
+        ("cluster", "threads_per_worker", -2, "threads_per_worker"),
         ("model", "params", {"objective": "reg:squarederror"}, "objective"),
     ],
 )
