@@ -156,8 +156,9 @@ class ModelConfig:
     ``max_retries`` times. The "train" learning curve is measured on a
     ``train_eval_fraction`` sample of the training rows (0: not at all).
     The histogram bin edges are chosen from ``bin_sample_rows`` training
-    rows spread over all partitions (as LightGBM does by default), which
-    saves sketching every row; 0 sketches all of them (XGBoost's default).
+    rows spread over all partitions (as LightGBM does by default): evenly
+    spaced order statistics of the sample, which saves sketching every row;
+    0 sketches all of them (XGBoost's default).
     """
 
     kind: str = "xgboost"
