@@ -220,3 +220,27 @@ def test_the_parts_of_a_partition_live_on_one_worker(client, binary_data, tmp_pa
         holders = [set(who[fs[i].key]) for fs in futs.values()]
         assert holders[0] and all(h == holders[0] for h in holders)
     prep.release()
+
+
+class _FakeWorker:
+    def __init__(self, used, limit):
+        self.memory_manager = type("M", (), {"memory_limit": limit})()
+        self.monitor = type("Mon", (), {"get_process_memory": lambda _self: used})()
+
+
+def test_memory_is_trimmed_only_on_workers_near_their_limit(monkeypatch):
+    import gc
+
+    from scaler import pipeline
+
+    calls = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(1) or 0)
+    gib = 2**30
+    # 2M rows on 12 GiB workers: nothing to gain, skip the ~0.1 s full collection
+    assert pipeline._trim_memory(_FakeWorker(int(0.7 * gib), 12 * gib)) == 0
+    assert pipeline._trim_memory(_FakeWorker(int(0.7 * gib), 0)) == 0  # no limit
+    assert calls == []
+    # 20M rows on 3 GB workers: give freed memory back before training
+    pipeline._trim_memory(_FakeWorker(int(1.5 * gib), 3 * gib))
+    pipeline._trim_memory()  # called outside a worker: always trims
+    assert calls == [1, 1]
