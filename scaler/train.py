@@ -118,6 +118,52 @@ class EarlyStop(xgboost.callback.TrainingCallback):
         return it - int(self.best_it) >= self.rounds  # type: ignore[arg-type]
 
 
+class _HeapForTraining(xgboost.callback.TrainingCallback):
+    """Keep freed memory in the heap while XGBoost boosts on a worker.
+
+    Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
+    which also fixes glibc's mmap threshold at 128 KiB: every buffer XGBoost
+    allocates and frees each round (gradients, row partitions, histograms)
+    is then a fresh mapping whose pages fault in again, about 8 % of the
+    boosting time. For the length of training the thresholds are raised so
+    that these buffers are reused; afterwards they are set back and the
+    heap trimmed. Nothing changes where glibc's defaults are in force.
+    """
+
+    MMAP_THRESHOLD = 32 * 2**20  # glibc's maximum
+    TRIM_THRESHOLD = 64 * 2**20
+
+    def __init__(self) -> None:
+        self._libc: Any = None
+
+    def before_training(self, model: Any) -> Any:
+        import ctypes
+        import os
+
+        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+        if trim is None or not trim.isdigit():
+            return model
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(_M_MMAP_THRESHOLD, self.MMAP_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, self.TRIM_THRESHOLD)
+        except (OSError, AttributeError):  # not glibc
+            return model
+        self._libc, self._trim = libc, int(trim)
+        return model
+
+    def after_training(self, model: Any) -> Any:
+        if self._libc is not None:
+            self._libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)  # glibc's initial value
+            self._libc.mallopt(_M_TRIM_THRESHOLD, self._trim)
+            self._libc.malloc_trim(0)
+            self._libc = None
+        return model
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+
+
 class Checkpointer(xgboost.callback.TrainingCallback):
     """Writes a checkpoint every ``every`` rounds from the rank-0 worker."""
 
@@ -506,7 +552,7 @@ def train_booster(
                 )
                 evals.append((dvalid, "valid"))
             use_es = bool(early_stopping) and Xv is not None and rounds > 1
-            callbacks = []
+            callbacks: list[Any] = [_HeapForTraining()]
             if use_es:
                 callbacks.append(EarlyStop(early_stopping, prior))
             if checkpoint_url and checkpoint_every:
@@ -568,6 +614,10 @@ def train_booster(
                 }
             )
             echo(f"[train] retry {attempt}/{max_retries}: resuming from round {resumed}")
+    # Training pinned nthread to the worker's threads; predictions should use
+    # what the predicting process may (all cores, or OMP_NUM_THREADS = 1 in a
+    # Dask worker, where each task has one core).
+    booster.set_param({"nthread": 0})
     history = merge_history(prior, new_hist, done) if new_hist else dict(prior)
     best = None
     if use_es and booster.attr("best_iteration") is not None:

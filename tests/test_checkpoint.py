@@ -141,3 +141,46 @@ def test_a_blocked_rank_that_cannot_be_restarted_is_a_clear_error():
     assert "tcp://127.0.0.1:1" in msg and "tcp://127.0.0.1:2" not in msg
     assert "nanny" in msg and "--resume" in msg
     assert any("restarting 1 worker" in line for line in lines)
+
+
+class _Libc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+def test_heap_thresholds_are_raised_only_for_training_and_restored(monkeypatch):
+    import ctypes
+
+    from scaler.train import _HeapForTraining
+
+    libc = _Libc()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: libc)
+    # Dask's nannies set MALLOC_TRIM_THRESHOLD_: raise both thresholds while boosting ...
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    cb = _HeapForTraining()
+    assert cb.before_training("model") == "model"
+    assert libc.calls == [("mallopt", -3, 32 * 2**20), ("mallopt", -1, 64 * 2**20)]
+    # ... and put back what the worker had, then give the memory back
+    assert cb.after_training("model") == "model"
+    assert libc.calls[2:] == [
+        ("mallopt", -3, 128 * 1024),
+        ("mallopt", -1, 65536),
+        ("malloc_trim", 0),
+    ]
+    cb.after_training("model")  # once only
+    assert len(libc.calls) == 5
+    # glibc's own adaptive defaults are left alone
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    libc.calls.clear()
+    cb = _HeapForTraining()
+    cb.before_training("model")
+    cb.after_training("model")
+    assert libc.calls == []

@@ -116,6 +116,16 @@ def test_distributed_training_matches_single_process_xgboost(binary_run, binary_
     assert np.corrcoef(p_local, p_dist)[0, 1] > 0.95
 
 
+def test_trained_booster_predicts_with_every_core_it_may_use(binary_run):
+    # training pins nthread to each worker's threads; the returned booster
+    # must not keep that (nthread 0: all cores here, one per task in a worker)
+    import json
+
+    result, _ = binary_run
+    conf = json.loads(result.model.booster.save_config())
+    assert conf["learner"]["generic_param"]["nthread"] == "0"
+
+
 def test_pipeline_preprocessing_matches_sklearn_on_training_rows(client, clean_data, tmp_path):
     cfg = base_config(clean_data, str(tmp_path), preprocess={"pca": 0.9}, model={"rounds": 5})
     result = scaler.run(cfg, client=client)
