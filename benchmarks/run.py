@@ -13,7 +13,8 @@ each in its own process so that memory is measured apart:
   fitted on the training rows, ``xgboost.train`` (hist, depth 6, eta 0.3,
   100 rounds, nthread = all cores), predict the holdout, sklearn AUC;
 * scaler: ``scaler.run`` with the same parameters on a LocalCluster of
-  ``--workers`` x ``--threads`` (2 x 1 by default: the same 2 cores), plus
+  ``--workers`` x ``--threads`` (by default scaler's own layout for the
+  machine, ``scaler.cluster.local_layout``: 1 x 2 on 2 cores), plus
   a plain parallel read of the same data on the same cluster, before and
   after the run, as the reference for the preprocessing target.
 
@@ -306,12 +307,24 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _layout(s: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The LocalCluster the scaler side ran on (as started, when known)."""
+    c = s.get("cluster") or {}
+    w, t = c.get("started_workers"), c.get("started_threads")
+    if w is None:
+        w, t = meta["workers"] or "default", meta["threads"] or "default"
+    elif isinstance(t, list):
+        t = "/".join(str(x) for x in t)
+    how = "" if (meta["workers"] or meta["threads"]) else " (scaler's default)"
+    return f"{w} workers x {t} thread(s){how}"
+
+
 def markdown(res: dict[str, Any], meta: dict[str, Any]) -> str:
     c = res["comparison"]
     b, s = res.get("baseline", {}), res.get("scaler", {})
     L = [f"### {res['rows']:,} rows x 50 float32 features, 16 files", ""]
     L.append(f"baseline: {b.get('status', 'skipped')}; scaler: {s.get('status', 'skipped')}; "
-             f"cluster {meta['workers']} workers x {meta['threads']} thread(s), memory_limit {meta['memory_limit']}")
+             f"cluster {_layout(s, meta)}, memory_limit {meta['memory_limit']}")
     L += ["", "| stage | baseline (s) | scaler (s) | scaler / baseline | note |", "|---|---:|---:|---:|---|"]
     for r in c["stages"]:
         L.append(f"| {r['stage']} | {_f(r['baseline_s'])} | {_f(r['scaler_s'])} | {_f(r['ratio'])} | {r['note']} |")
@@ -427,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", required=True, help="rows, or a comma-separated list for the scale table")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the JSON/markdown results")
     ap.add_argument("--data-dir", default=os.path.join(HERE, "data"), help="folder for the datasets (git-ignored)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="threads per worker")
+    ap.add_argument("--workers", type=int, default=0, help="LocalCluster workers (0: scaler's default)")
+    ap.add_argument("--threads", type=int, default=0, help="threads per worker (0: scaler's default)")
     ap.add_argument("--memory-limit", default="auto", help="per-worker memory_limit, e.g. 3GB")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run each side N times, alternating; the run with the median total is reported")
@@ -447,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(a.out, exist_ok=True)
     command = "python -m benchmarks.run " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     suffix = ""
-    if a.workers != 2 or a.threads != 1:
-        suffix += f"-{a.workers}x{a.threads}"
+    if a.workers or a.threads:
+        suffix += f"-{a.workers or 'auto'}x{a.threads or 'auto'}"
     if a.memory_limit != "auto":
         suffix += f"-mem{a.memory_limit}"
     meta = {

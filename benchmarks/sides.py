@@ -225,6 +225,8 @@ def scaler_side(a: argparse.Namespace) -> None:
         "threads_per_worker": a.threads,
         "memory_limit": a.memory_limit,
         "worker_memory_limits": list(client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit).values()),
+        "started_workers": len(client.scheduler_info(n_workers=-1)["workers"]),
+        "started_threads": sorted({w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}),
     }
     res["scaler_source"]["worker_paths"] = sorted(set(client.run(_scaler_path).values()))
     log(f"cluster up in {res['cluster_start_s']:.2f} s: {client}; scaler from {res['scaler_source']}")
@@ -290,8 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--result", required=True)
     ap.add_argument("--rows", type=int, default=0)
     ap.add_argument("--out", default="")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--memory-limit", default="auto")
     ap.add_argument("--train-eval", action="store_true")
     ap.add_argument("--performance-report", default="")

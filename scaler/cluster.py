@@ -13,9 +13,38 @@ from urllib.parse import urlparse
 from scaler.config import ClusterConfig
 from scaler.errors import ConfigError
 
-__all__ = ["connect", "resolve_address", "current_client"]
+__all__ = ["connect", "resolve_address", "current_client", "local_layout"]
 
 log = logging.getLogger("scaler")
+
+
+CORES_PER_WORKER = 8  # a LocalCluster fitted to the machine: one worker per 8 cores
+
+
+def local_layout(n_workers: int, threads_per_worker: int, cores: int) -> tuple[int, int]:
+    """Workers and threads per worker of a LocalCluster on ``cores`` cores,
+    0 meaning "fit the machine".
+
+    With neither set: one worker process for every 8 cores (at least one),
+    the cores shared among them as threads; 2 cores give 1 worker x 2
+    threads. XGBoost trains faster as threads of one process than as
+    processes that exchange histograms every tree level (on 2 cores, 100
+    rounds on 1.6M rows took 4.7 s in one process with 2 threads and 5.3 s
+    in 2 single-threaded processes), and scaler's tasks are numpy, Arrow
+    and XGBoost code that releases the GIL. With one of the two set, the
+    other divides the cores.
+
+    >>> local_layout(0, 0, 2), local_layout(0, 0, 16), local_layout(4, 0, 16)
+    ((1, 2), (2, 8), (4, 4))
+    """
+    cores = max(1, cores)
+    if not n_workers and not threads_per_worker:
+        n_workers = -(-cores // CORES_PER_WORKER)
+    if not n_workers:
+        n_workers = max(1, cores // threads_per_worker)
+    if not threads_per_worker:
+        threads_per_worker = max(1, cores // n_workers)
+    return n_workers, threads_per_worker
 
 
 def current_client() -> Any | None:
@@ -120,10 +149,12 @@ def connect(
                 "Check that it runs and that the address (tcp://HOST:PORT) is right, "
                 "or leave [cluster] address empty to start a local cluster."
             ) from e
+    from dask.system import CPU_COUNT  # the cores this process may use (affinity, cgroups)
+
+    n_workers, threads = local_layout(config.n_workers, config.threads_per_worker, CPU_COUNT)
     kwargs: dict[str, Any] = dict(
-        # 0: LocalCluster's own choice for the usable cores
-        n_workers=config.n_workers or None,
-        threads_per_worker=config.threads_per_worker or None,
+        n_workers=n_workers,
+        threads_per_worker=threads,
         memory_limit=config.memory_limit,
         processes=config.processes,
         # The scheduler's and workers' HTTP servers run even without the

@@ -178,9 +178,9 @@ class ClusterConfig:
     """The Dask cluster. An empty ``address`` starts a LocalCluster on 127.0.0.1.
 
     ``n_workers`` and ``threads_per_worker`` shape that LocalCluster; 0 (the
-    default) lets Dask fit it to the cores this process may use, as
-    ``LocalCluster()`` does: one single-threaded worker per core up to 4
-    cores, then about sqrt(cores) workers sharing the cores as threads.
+    default) fits it to the cores this process may use: one worker process
+    per 8 cores, the cores shared among them as threads (see
+    :func:`scaler.cluster.local_layout`).
     ``min_workers`` and ``wait_timeout`` (seconds) say how long training
     waits for workers after losing one. ``tls_*`` give the CA, certificate
     and key files for a ``tls://`` scheduler.

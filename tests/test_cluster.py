@@ -1,9 +1,30 @@
 """The LocalCluster that scaler.connect starts."""
 
-from distributed.deploy.utils import CPU_COUNT, nprocesses_nthreads
+import pytest
+from dask.system import CPU_COUNT
 
 from scaler import connect
+from scaler.cluster import local_layout
 from scaler.config import ClusterConfig
+
+
+@pytest.mark.parametrize(
+    "workers, threads, cores, expected",
+    [
+        (0, 0, 1, (1, 1)),
+        (0, 0, 2, (1, 2)),
+        (0, 0, 8, (1, 8)),
+        (0, 0, 12, (2, 6)),
+        (0, 0, 64, (8, 8)),
+        (2, 0, 2, (2, 1)),  # workers set: they share the cores
+        (3, 0, 2, (3, 1)),  # never fewer than one thread
+        (0, 1, 4, (4, 1)),  # threads set: as many workers as fit
+        (0, 3, 2, (1, 3)),
+        (2, 2, 64, (2, 2)),  # both set: as given
+    ],
+)
+def test_local_layout(workers, threads, cores, expected):
+    assert local_layout(workers, threads, cores) == expected
 
 
 def _layout(client):
@@ -12,19 +33,13 @@ def _layout(client):
 
 
 def test_default_local_cluster_fits_the_machine():
-    # one single-threaded worker per core up to 4 cores, as LocalCluster() does
-    # (this used to be 2 x 1 whatever the machine)
-    procs, threads = nprocesses_nthreads(CPU_COUNT)
+    # every usable core, as threads of as few worker processes as fit
+    procs, threads = local_layout(0, 0, CPU_COUNT)
     with connect(config=ClusterConfig()) as client:
         assert _layout(client) == (procs, [threads])
-        assert (
-            sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
-            == procs * threads
-        )
+        assert procs * threads >= CPU_COUNT
 
 
-def test_threads_alone_set_the_workers_from_the_cores():
-    with connect(config=ClusterConfig(threads_per_worker=1, n_workers=0)) as client:
-        assert _layout(client) == (CPU_COUNT, [1])
-    with connect(config=ClusterConfig(n_workers=1, threads_per_worker=0)) as client:
-        assert _layout(client)[0] == 1
+def test_explicit_layout_is_kept():
+    with connect(config=ClusterConfig(n_workers=2, threads_per_worker=1)) as client:
+        assert _layout(client) == (2, [1])
