@@ -17,7 +17,7 @@ ROWS = 20_000
 def main(out: str = "scaler-quickstart") -> None:
     out = os.path.abspath(out)  # workers resolve paths themselves
     with scaler.connect() as client:  # LocalCluster on 127.0.0.1 (or DASK_SCHEDULER_ADDRESS)
-        print(f"Dask cluster: {len(client.scheduler_info()['workers'])} workers")
+        print(f"Dask cluster: {scaler.cluster.describe(client)}")
         scaler.make_dataset(f"{out}/data", rows=ROWS, n_features=20, files=4, rank=5)
         result = scaler.run(
             {

@@ -97,7 +97,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from scaler.cluster import close, connect
+    from scaler.cluster import close, connect, describe
     from scaler.datasets import make_dataset
     from scaler.pipeline import run
 
@@ -115,9 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         if args.dashboard:
             echo(f"Dask dashboard: {client.dashboard_link}")
-        echo(
-            f"Dask cluster: {len(client.scheduler_info()['workers'])} workers at {client.scheduler.address}"
-        )
+        echo(f"Dask cluster: {describe(client)} at {client.scheduler.address}")
         data_url = cfg.data.url
         echo(f"[data] synthetic dataset of {args.rows:,} rows x 50 features at {redact(data_url)}")
         import time

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from scaler.config import ClusterConfig
 from scaler.errors import ConfigError
 
-__all__ = ["connect", "resolve_address", "current_client", "local_layout"]
+__all__ = ["connect", "resolve_address", "current_client", "local_layout", "describe"]
 
 log = logging.getLogger("scaler")
 
@@ -45,6 +45,18 @@ def local_layout(n_workers: int, threads_per_worker: int, cores: int) -> tuple[i
     if not threads_per_worker:
         threads_per_worker = max(1, cores // n_workers)
     return n_workers, threads_per_worker
+
+
+def describe(client: Any) -> str:
+    """``"1 worker x 2 threads"``: the shape of ``client``'s cluster."""
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    except TypeError:  # older distributed: no n_workers argument
+        workers = client.scheduler_info()["workers"].values()
+    threads = sorted({int(w["nthreads"]) for w in workers})
+    n = len(workers)
+    t = "/".join(map(str, threads)) or "0"
+    return f"{n} worker{'s' if n != 1 else ''} x {t} thread{'s' if threads != [1] else ''}"
 
 
 def current_client() -> Any | None:
