@@ -25,7 +25,6 @@ from scaler.checkpoint import clear_checkpoints, fingerprint, read_checkpoint
 from scaler.cluster import close, connect, current_client
 from scaler.config import RunConfig, load_config, redact
 from scaler.errors import ConfigError, DataError
-from scaler.evaluate import evaluate
 from scaler.model import Model, encode_labels
 from scaler.preprocess import Moments, Preprocessor, ScalePCA, _merge_many
 from scaler.progress import Progress
@@ -293,7 +292,21 @@ def featurize_partition(
 
 def score_holdout(df: pd.DataFrame, model: Model, spec: Spec) -> pd.DataFrame:
     """Predictions for transformed holdout rows, with the label restored."""
+    return _scored_frame(df, model, spec, model._raw_predict(df))
+
+
+def score_and_summarize(df: pd.DataFrame, model: Model, spec: Spec) -> tuple[pd.DataFrame, Any]:
+    """:func:`score_holdout` and the metric summary of the same rows
+    (:func:`scaler.evaluate.summarize_partition`), in one task: the summary
+    takes the prediction and label arrays as they are."""
+    from scaler.evaluate import summarize_partition
+
     pred = model._raw_predict(df)
+    frame = _scored_frame(df, model, spec, pred)
+    return frame, summarize_partition(df[LABEL].to_numpy(), pred, spec.task)
+
+
+def _scored_frame(df: pd.DataFrame, model: Model, spec: Spec, pred: np.ndarray) -> pd.DataFrame:
     out = model._output_frame(pred, df.index)
     lab = df[LABEL].to_numpy()
     if spec.task == "regression":
@@ -479,8 +492,7 @@ def run(
 
         # ---- evaluate on the holdout, on the cluster
         with timer.stage("evaluate", "scoring the holdout and computing metrics"):
-            scored = prep._score_holdout(model, prog)
-            metrics = prep._metrics(scored)
+            scored, metrics = prep._score_and_evaluate(model, prog)
 
         # ---- write: scored holdout, then the bundle (its manifest last)
         out = cfg.output
@@ -686,31 +698,37 @@ class Prepared:
             model.info["explained_variance_ratio"] = sp.explained_variance_ratio_.tolist()
         return model, result
 
-    def _score_holdout(self, model: Model, prog: Progress | None = None) -> Any:
-        """The scored holdout rows, persisted on the cluster (still being
-        computed on return: what uses them waits for them)."""
-        from distributed import futures_of
+    def _score_and_evaluate(
+        self, model: Model, prog: Progress | None = None
+    ) -> tuple[Any, dict[str, float]]:
+        """The scored holdout rows, persisted on the cluster, and their
+        metrics. Each partition is scored and summarized by one task; the
+        summaries merge in a tree on the workers."""
+        import dask
+        import dask.dataframe as dd
+
+        from scaler.evaluate import Summary, finalize
+        from scaler.preprocess import tree_merge
 
         ho, spec = self.parts["holdout"], self.spec
         smeta = score_holdout(self._meta.iloc[:0], model, spec)
-        scored = ho.map_partitions(score_holdout, model, spec, meta=smeta).persist()
+        shared = dask.delayed(model, pure=False)  # shipped once per worker, not once per task
+        pairs = [
+            dask.delayed(score_and_summarize, nout=2, pure=False)(p, shared, spec)
+            for p in ho.to_delayed()
+        ]
+        final = dask.delayed(finalize)(tree_merge([p[1] for p in pairs], Summary.merge))
+        *frames, final = self.client.compute([*(p[0] for p in pairs), final])  # one graph
         if prog is not None:
-            prog.track(futures_of(scored), "evaluate")
-        return scored
-
-    def _metrics(self, scored: Any) -> dict[str, float]:
-        pred_cols = {
-            "binary": ["probability"],
-            "multiclass": [f"proba_{c}" for c in self.classes],
-            "regression": ["prediction"],
-        }[self.spec.task]
-        return evaluate(scored, task=self.spec.task, label=LABEL, pred_cols=pred_cols)
+            prog.track(frames, "evaluate")
+        scored = dd.from_delayed(frames, meta=smeta, verify_meta=False)
+        return scored, final.result()
 
     def evaluate(self, model: Model) -> dict[str, float]:
         """Holdout metrics of ``model`` (computed on the cluster); also stored
         in ``model.info["metrics"]`` so that :func:`save_bundle` records them."""
         with self.client.as_current():
-            metrics = self._metrics(self._score_holdout(model))
+            _, metrics = self._score_and_evaluate(model)
         model.info["metrics"] = metrics
         return metrics
 
