@@ -18,24 +18,26 @@ __all__ = ["connect", "resolve_address", "current_client", "local_layout", "desc
 log = logging.getLogger("scaler")
 
 
-CORES_PER_WORKER = 8  # a LocalCluster fitted to the machine: one worker per 8 cores
+CORES_PER_WORKER = 4  # a LocalCluster fitted to the machine: one worker per 4 cores
 
 
 def local_layout(n_workers: int, threads_per_worker: int, cores: int) -> tuple[int, int]:
     """Workers and threads per worker of a LocalCluster on ``cores`` cores,
     0 meaning "fit the machine".
 
-    With neither set: one worker process for every 8 cores (at least one),
+    With neither set: one worker process for every 4 cores (at least one),
     the cores shared among them as threads; 2 cores give 1 worker x 2
     threads. XGBoost trains faster as threads of one process than as
     processes that exchange histograms every tree level (on 2 cores, 100
     rounds on 1.6M rows took 4.7 s in one process with 2 threads and 5.3 s
-    in 2 single-threaded processes), and scaler's tasks are numpy, Arrow
-    and XGBoost code that releases the GIL. With one of the two set, the
-    other divides the cores.
+    in 2 single-threaded processes); the pandas parts of scaler's tasks
+    hold the GIL, so threads of one process also contend (scoring the
+    holdout took 0.5 to 0.8 s on 1 x 2 against 0.45 s on 2 x 1). Four
+    threads a process is a middle way, measured only on 2 cores. With one
+    of the two set, the other divides the cores.
 
     >>> local_layout(0, 0, 2), local_layout(0, 0, 16), local_layout(4, 0, 16)
-    ((1, 2), (2, 8), (4, 4))
+    ((1, 2), (4, 4), (4, 4))
     """
     cores = max(1, cores)
     if not n_workers and not threads_per_worker:

@@ -179,7 +179,7 @@ class ClusterConfig:
 
     ``n_workers`` and ``threads_per_worker`` shape that LocalCluster; 0 (the
     default) fits it to the cores this process may use: one worker process
-    per 8 cores, the cores shared among them as threads (see
+    per 4 cores, the cores shared among them as threads (see
     :func:`scaler.cluster.local_layout`).
     ``min_workers`` and ``wait_timeout`` (seconds) say how long training
     waits for workers after losing one. ``tls_*`` give the CA, certificate

@@ -13,9 +13,10 @@ from scaler.config import ClusterConfig
     [
         (0, 0, 1, (1, 1)),
         (0, 0, 2, (1, 2)),
-        (0, 0, 8, (1, 8)),
-        (0, 0, 12, (2, 6)),
-        (0, 0, 64, (8, 8)),
+        (0, 0, 4, (1, 4)),
+        (0, 0, 8, (2, 4)),
+        (0, 0, 10, (3, 3)),
+        (0, 0, 64, (16, 4)),
         (2, 0, 2, (2, 1)),  # workers set: they share the cores
         (3, 0, 2, (3, 1)),  # never fewer than one thread
         (0, 1, 4, (4, 1)),  # threads set: as many workers as fit
