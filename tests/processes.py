@@ -27,6 +27,7 @@ class DaskProcesses:
         self,
         n_workers: int = 2,
         *,
+        nthreads: int = 1,
         nanny: bool = True,
         memory_limit: str = "3GB",
         extra_scheduler: list[str] | None = None,
@@ -36,6 +37,7 @@ class DaskProcesses:
         self.port = free_port()
         self.address = f"{protocol}://127.0.0.1:{self.port}"
         self.n_workers = n_workers
+        self.nthreads = nthreads
         self.nanny = nanny
         self.memory_limit = memory_limit
         self.extra_scheduler = extra_scheduler or []
@@ -72,7 +74,7 @@ class DaskProcesses:
             "--host",
             "127.0.0.1",
             "--nthreads",
-            "1",
+            str(self.nthreads),
             "--memory-limit",
             self.memory_limit,
             "--name",

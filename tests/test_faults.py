@@ -106,6 +106,25 @@ def test_lost_worker_after_a_checkpoint_resumes_and_matches(
     assert not (out / "checkpoints").exists()  # cleared once the bundle is committed
 
 
+def test_the_only_worker_lost_after_a_checkpoint_comes_back_and_training_resumes(
+    fault_data, reference, tmp_path
+):
+    # the default LocalCluster on a small machine is one worker with a thread
+    # per core: losing it loses every persisted partition, and its nanny
+    # brings it back
+    out = tmp_path / "out"
+    with DaskProcesses(n_workers=1, nthreads=2) as procs:
+        when_file(out / "checkpoints" / "checkpoint.json", lambda: kill_worker(procs, 0))
+        cfg = fault_config(fault_data, out, procs.address)
+        cfg["cluster"]["min_workers"] = 1
+        result = scaler.run(cfg)
+    retries = result.model.info["retries"]
+    assert retries and retries[0]["resumed_from_round"] >= 10
+    assert result.model.booster.num_boosted_rounds() == 120
+    assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.005
+    assert result.counts == reference.counts
+
+
 def test_lost_worker_during_preprocessing_is_recomputed(fault_data, reference, tmp_path):
     out = tmp_path / "out"
     with DaskProcesses(n_workers=3) as procs:
