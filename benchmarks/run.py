@@ -23,8 +23,9 @@ and no early stopping, so they train on the same rows and score the same
 holdout. Peak memory is the RSS (and PSS) of each side's whole process tree,
 sampled every 0.1 s from this process.
 
-It writes ``<out>/<tag>.json`` and ``<out>/<tag>.md`` per size, and with
-several sizes ``<out>/scale<suffix>.json`` / ``.md``. ``--repeat N`` runs the
+It writes ``<out>/<tag>.json`` and ``<out>/<tag>.md`` for one size; with
+several sizes, those of each size and ``scale.json`` / ``scale.md`` go to
+``<out>/scale<suffix>/`` (``scale-auto`` for the default cluster). ``--repeat N`` runs the
 sides N times, alternating, and reports the median run and every pair's
 ratio; ``--scaler-ref REF`` measures ``scaler/`` as of a git commit;
 ``--render FILE.json...`` rebuilds the markdown from saved results.
@@ -460,8 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(a.out, exist_ok=True)
     command = "python -m benchmarks.run " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     suffix = ""
-    if a.workers or a.threads:
-        suffix += f"-{a.workers or 'auto'}x{a.threads or 'auto'}"
+    if a.workers or a.threads:  # not scaler's default layout: name the one it resolves to
+        from dask.system import CPU_COUNT
+
+        from scaler.cluster import local_layout
+
+        suffix += "-{}x{}".format(*local_layout(a.workers, a.threads, CPU_COUNT))
     if a.memory_limit != "auto":
         suffix += f"-mem{a.memory_limit}"
     meta = {
@@ -479,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     m = meta["machine"]
     log(f"machine: {m['cores']} cores, {m['ram_gib']} GiB, {m['cpu_model']}, load {m['load_average_at_start']}")
+    if len(sizes) > 1:  # a scale run keeps its files together, apart from single-size results
+        a.out = os.path.join(a.out, f"scale{suffix or '-auto'}")
+        os.makedirs(a.out, exist_ok=True)
     results = []
     for rows in sizes:
         tag = f"rows-{rows}{suffix}"
@@ -493,9 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
     if len(sizes) > 1:
         md, extra = scale_table(results, meta)
-        with open(os.path.join(a.out, f"scale{suffix}.json"), "w") as f:
+        with open(os.path.join(a.out, "scale.json"), "w") as f:
             json.dump({"meta": meta, "scale": extra, "runs": [r["comparison"] for r in results]}, f, indent=2, default=str)
-        with open(os.path.join(a.out, f"scale{suffix}.md"), "w") as f:
+        with open(os.path.join(a.out, "scale.md"), "w") as f:
             f.write(md + "\n" + _meta_md(meta))
         print(md, flush=True)
     return 0
