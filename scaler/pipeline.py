@@ -721,7 +721,7 @@ class Prepared:
         *frames, final = self.client.compute([*(p[0] for p in pairs), final])  # one graph
         if prog is not None:
             prog.track(frames, "evaluate")
-        scored = dd.from_delayed(frames, meta=smeta, verify_meta=False)
+        scored = dd.from_delayed(frames, meta=smeta, verify_meta=False).persist()
         return scored, final.result()
 
     def evaluate(self, model: Model) -> dict[str, float]:
