@@ -35,6 +35,7 @@ test: $(VENV)/.installed-test chromium
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check scaler tests
 	$(BIN)/ruff format --check scaler tests
+	$(BIN)/mypy scaler
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.run --rows $(ROWS)

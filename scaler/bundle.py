@@ -236,7 +236,7 @@ def load_bundle(url: str, *, storage_options: dict[str, Any] | None = None) -> M
         booster.load_model(bytearray(data["booster.ubj"]))
     except xgboost.core.XGBoostError as e:
         raise BundleError(f"Bundle {redact(url)!r} has an unreadable booster: {e}") from e
-    info = {
+    info: dict[str, Any] = {
         k: manifest.get(k)
         for k in (
             "metrics",

@@ -183,7 +183,7 @@ def connect(
     # A Client that starts its own LocalCluster also stops it when closed
     # (also as a context manager), so no worker processes outlive it.
     client = Client(**kwargs)
-    client._scaler_owns_cluster = True
+    client._scaler_owns_cluster = True  # type: ignore[attr-defined]
     if config.dashboard:
         try:
             import bokeh  # noqa: F401

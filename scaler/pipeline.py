@@ -125,7 +125,9 @@ def resolve_columns(dtypes: pd.Series, cfg: RunConfig) -> Spec:
             f"No feature columns left in {url!r} after removing the target, key and "
             f"exclude. Available columns: {listing}."
         )
-    numeric, categorical, unsupported = [], [], []
+    numeric: list[str] = []
+    categorical: list[str] = []
+    unsupported: list[str] = []
     for c in features:
         k = _kind(dtypes[c])
         (numeric if k == "numeric" else categorical if k == "categorical" else unsupported).append(
@@ -913,8 +915,8 @@ def _prepare_features(
     what = "held in memory" if hold else "streamed, read again to transform"
     with timer.stage("scan", f"reading data ({what}: {why}) and computing statistics"):
         src = df.persist() if hold else df
-        parts = [dask.delayed(scan_partition)(p, spec) for p in src.to_delayed()]
-        futs = cl.compute(parts)
+        scans = [dask.delayed(scan_partition)(p, spec) for p in src.to_delayed()]
+        futs = cl.compute(scans)
         prog.track(futs, "scan")
         while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
             futs = [

@@ -268,9 +268,9 @@ class ScalePCA:
         self.mean_ = mean
         self.var_ = var
         self.scale_ = scale if self.scale else np.ones(p)
-        self.components_ = None
-        self.explained_variance_ = None
-        self.explained_variance_ratio_ = None
+        self.components_: np.ndarray | None = None
+        self.explained_variance_: np.ndarray | None = None
+        self.explained_variance_ratio_: np.ndarray | None = None
         self.n_components_ = p
         if self.n_components is not None:
             if m.zz.ndim == 1:
@@ -512,7 +512,7 @@ def _frame_to_array(df: pd.DataFrame, cols: list[str], *, compact: bool = False)
     """The columns as a 2-D float array (NaN for missing). With ``compact``,
     float32 when every column is exactly representable in it (float32
     Parquet columns, small ints, bools), else float64."""
-    dtype = np.float64
+    dtype: type[np.floating[Any]] = np.float64
     if compact and all(
         np.dtype(getattr(t, "numpy_dtype", t)) in _EXACT_IN_FLOAT32 for t in df[cols].dtypes
     ):
