@@ -152,11 +152,18 @@ def evaluate(scored: Any, *, task: str, label: str, pred_cols: list[str]) -> dic
     import dask
     import dask.dataframe as dd
 
-    from scaler.preprocess import tree_merge
-
     if isinstance(scored, dd.DataFrame):
         parts = scored[[label, *pred_cols]].to_delayed()
         sums = [dask.delayed(_summarize_frame)(p, task, label, pred_cols) for p in parts]
-        merged = tree_merge(sums, Summary.merge)
-        return dask.compute(dask.delayed(finalize)(merged))[0]
+        return dask.compute(merged_metrics(sums))[0]
     return finalize(_summarize_frame(scored, task, label, pred_cols))
+
+
+def merged_metrics(summaries: list[Any]) -> Any:
+    """The metrics of delayed per-partition summaries, as one delayed
+    value: the summaries merge in a tree of fan-in 8 on the workers."""
+    import dask
+
+    from scaler.preprocess import tree_merge
+
+    return dask.delayed(finalize)(tree_merge(summaries, Summary.merge))

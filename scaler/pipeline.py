@@ -709,8 +709,7 @@ class Prepared:
         import dask
         import dask.dataframe as dd
 
-        from scaler.evaluate import Summary, finalize
-        from scaler.preprocess import tree_merge
+        from scaler.evaluate import merged_metrics
 
         ho, spec = self.parts["holdout"], self.spec
         smeta = score_holdout(self._meta.iloc[:0], model, spec)
@@ -719,7 +718,7 @@ class Prepared:
             dask.delayed(score_and_summarize, nout=2, pure=False)(p, shared, spec)
             for p in ho.to_delayed()
         ]
-        final = dask.delayed(finalize)(tree_merge([p[1] for p in pairs], Summary.merge))
+        final = merged_metrics([p[1] for p in pairs])
         *frames, final = self.client.compute([*(p[0] for p in pairs), final])  # one graph
         if prog is not None:
             prog.track(frames, "evaluate")

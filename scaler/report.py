@@ -74,23 +74,14 @@ def default_report_url(bundle_url: str) -> str:
     return _sibling(bundle_url, "report")
 
 
-class _Figures:
-    """Figures made with matplotlib's object API (``Figure``), not pyplot:
-    no global backend switch (a notebook's inline plots keep working) and
-    no figure registry to close."""
+def _subplots(*args: Any, figsize: tuple[float, float], **kw: Any) -> tuple[Any, Any]:
+    """``Figure(figsize).subplots(...)``: matplotlib's object API, not pyplot,
+    so there is no global backend switch (a notebook's inline plots keep
+    working) and no figure registry to close."""
+    from matplotlib.figure import Figure
 
-    @staticmethod
-    def subplots(*args: Any, figsize: tuple[float, float], **kw: Any) -> tuple[Any, Any]:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=figsize)
-        return fig, fig.subplots(*args, **kw)
-
-
-def _plt() -> _Figures:
-    from matplotlib.figure import Figure  # noqa: F401 - the import is the slow part
-
-    return _Figures()
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kw)
 
 
 def _int_ticks() -> Any:
@@ -141,10 +132,9 @@ def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 # ----------------------------------------------------------------- plots
 def _plot_variance(ratio: list[float]) -> bytes:
-    plt = _plt()
     r = np.asarray(ratio, dtype=float)
     k = np.arange(1, len(r) + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     ax.bar(k, r, color="#9ecae1", label="per component")
     ax.plot(k, np.cumsum(r), "o-", color="#08519c", label="cumulative")
     ax.axvline(len(r), color="#d62728", ls="--", label=f"chosen: {len(r)} ({r.sum():.1%})")
@@ -158,9 +148,8 @@ def _plot_variance(ratio: list[float]) -> bytes:
 
 
 def _plot_learning(history: dict[str, dict[str, list[float]]], best: int | None) -> bytes:
-    plt = _plt()
     metrics = list(dict.fromkeys(m for d in history.values() for m in d))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    fig, axes = _subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
         for data, d in history.items():
             if m in d:
@@ -177,9 +166,8 @@ def _plot_learning(history: dict[str, dict[str, list[float]]], best: int | None)
 
 
 def _plot_importance(imp: dict[str, float], top: int = 25) -> bytes:
-    plt = _plt()
     items = list(imp.items())[:top][::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.25 * len(items) + 1.2))
+    fig, ax = _subplots(figsize=(6, 0.25 * len(items) + 1.2))
     ax.barh([k for k, _ in items], [v for _, v in items], color="#31a354")
     ax.set_xlabel("total gain (PCA components mapped back by |loadings|)")
     ax.set_title("Feature importance (original features)")
@@ -187,9 +175,8 @@ def _plot_importance(imp: dict[str, float], top: int = 25) -> bytes:
 
 
 def _plot_timings(timings: dict[str, float]) -> bytes:
-    plt = _plt()
     items = [(k, v) for k, v in timings.items() if k != "total"]
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(items) + 1.2))
+    fig, ax = _subplots(figsize=(6, 0.35 * len(items) + 1.2))
     ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#756bb1")
     ax.set_xlabel("seconds")
     total = timings.get("total")
@@ -200,7 +187,6 @@ def _plot_timings(timings: dict[str, float]) -> bytes:
 def _classification_plots(df: Any, model: Any) -> dict[str, bytes]:
     from sklearn.metrics import precision_recall_curve
 
-    plt = _plt()
     classes = list(model.classes)
     y = np.asarray(df[model.target].astype(str))
     pred = np.asarray(df["prediction"].astype(str))
@@ -210,7 +196,7 @@ def _classification_plots(df: Any, model: Any) -> dict[str, bytes]:
         scores = {labels[1]: np.asarray(df["probability"], dtype=float)}
     else:
         scores = {str(c): np.asarray(df[f"proba_{c}"], dtype=float) for c in classes}
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    fig, ax = _subplots(figsize=(5, 4.2))
     for c, s in list(scores.items())[:10]:
         fpr, tpr, auc = _roc((y == c).astype(int), s)
         ax.plot(fpr, tpr, label=f"{c} (AUC {auc:.3f})")
@@ -220,7 +206,7 @@ def _classification_plots(df: Any, model: Any) -> dict[str, bytes]:
     ax.set_title("ROC (holdout)")
     ax.legend(loc="lower right")
     out["roc"] = _png(fig)
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    fig, ax = _subplots(figsize=(5, 4.2))
     for c, s in list(scores.items())[:10]:
         yc = (y == c).astype(int)
         p, r, _ = precision_recall_curve(yc, s)
@@ -236,7 +222,7 @@ def _classification_plots(df: Any, model: Any) -> dict[str, bytes]:
     ok = (yc >= 0) & (pc >= 0)
     k = len(shown)
     cm = np.bincount(yc[ok] * k + pc[ok], minlength=k * k).reshape(k, k)
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = _subplots(figsize=(4.6, 4.2))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(cm)), labels[: len(cm)])
     ax.set_yticks(range(len(cm)), labels[: len(cm)])
@@ -258,13 +244,12 @@ def _classification_plots(df: Any, model: Any) -> dict[str, bytes]:
 
 
 def _regression_plots(df: Any, model: Any) -> dict[str, bytes]:
-    plt = _plt()
     y = np.asarray(df[model.target], dtype=float)
     p = np.asarray(df["prediction"], dtype=float)
     n = min(len(y), 5000)
     idx = np.random.default_rng(0).choice(len(y), n, replace=False) if len(y) > n else slice(None)
     out: dict[str, bytes] = {}
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = _subplots(figsize=(5, 4.5))
     ax.scatter(y[idx], p[idx], s=4, alpha=0.4)
     lo, hi = float(np.nanmin([y.min(), p.min()])), float(np.nanmax([y.max(), p.max()]))
     ax.plot([lo, hi], [lo, hi], color="#d62728", ls="--")
@@ -272,7 +257,7 @@ def _regression_plots(df: Any, model: Any) -> dict[str, bytes]:
     ax.set_ylabel("predicted")
     ax.set_title("Predicted vs actual (holdout)")
     out["predicted_vs_actual"] = _png(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = _subplots(1, 2, figsize=(9, 3.6))
     res = p - y
     axes[0].scatter(p[idx], res[idx], s=4, alpha=0.4)
     axes[0].axhline(0, color="#d62728", ls="--")
