@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report",
         help="(re)write report.html and the plots of a saved bundle",
-        description="Write report.html (self-contained, images embedded) and one PNG per plot "
+        description="Write report.html (self-contained, images embedded) and one SVG per plot "
         "for the bundle at BUNDLE_URL, by default into the 'report' folder next to it, using "
         "the scored holdout in the 'holdout_predictions' folder next to it.",
     )

@@ -164,6 +164,12 @@ def merged_metrics(summaries: list[Any]) -> Any:
     value: the summaries merge in a tree of fan-in 8 on the workers."""
     import dask
 
+    return dask.delayed(finalize)(merged_summary(summaries))
+
+
+def merged_summary(summaries: list[Any]) -> Any:
+    """Delayed per-partition summaries merged into one (delayed) summary,
+    in a tree of fan-in 8 on the workers."""
     from scaler.preprocess import tree_merge
 
-    return dask.delayed(finalize)(tree_merge(summaries, Summary.merge))
+    return tree_merge(summaries, Summary.merge)

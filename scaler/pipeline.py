@@ -494,7 +494,7 @@ def run(
 
         # ---- evaluate on the holdout, on the cluster
         with timer.stage("evaluate", "scoring the holdout and computing metrics"):
-            scored, metrics = prep._score_and_evaluate(model, prog)
+            scored, metrics, summary = prep._score_and_evaluate(model, prog)
 
         # ---- write: scored holdout, then the bundle (its manifest last)
         out = cfg.output
@@ -535,6 +535,7 @@ def run(
                     predictions_url=preds_url,
                     storage_options=out.storage_options,
                     holdout=scored,  # still in cluster memory: not read back
+                    summary=summary,  # a binary model's curves over every holdout row
                 ).html_url
         timings = dict(timer.timings)
         timings["total"] = round(time.perf_counter() - t_start, 3)
@@ -702,14 +703,16 @@ class Prepared:
 
     def _score_and_evaluate(
         self, model: Model, prog: Progress | None = None
-    ) -> tuple[Any, dict[str, float]]:
-        """The scored holdout rows, persisted on the cluster, and their
-        metrics. Each partition is scored and summarized by one task; the
-        summaries merge in a tree on the workers."""
+    ) -> tuple[Any, dict[str, float], Any]:
+        """The scored holdout rows, persisted on the cluster, their metrics
+        and the merged metric summary (:class:`scaler.evaluate.Summary`,
+        which the report draws from). Each partition is scored and
+        summarized by one task; the summaries merge in a tree on the
+        workers."""
         import dask
         import dask.dataframe as dd
 
-        from scaler.evaluate import merged_metrics
+        from scaler.evaluate import finalize, merged_summary
 
         ho, spec = self.parts["holdout"], self.spec
         smeta = score_holdout(self._meta.iloc[:0], model, spec)
@@ -718,18 +721,19 @@ class Prepared:
             dask.delayed(score_and_summarize, nout=2, pure=False)(p, shared, spec)
             for p in ho.to_delayed()
         ]
-        final = merged_metrics([p[1] for p in pairs])
+        final = merged_summary([p[1] for p in pairs])
         *frames, final = self.client.compute([*(p[0] for p in pairs), final])  # one graph
         if prog is not None:
             prog.track(frames, "evaluate")
         scored = dd.from_delayed(frames, meta=smeta, verify_meta=False).persist()
-        return scored, final.result()
+        summary = final.result()
+        return scored, finalize(summary), summary
 
     def evaluate(self, model: Model) -> dict[str, float]:
         """Holdout metrics of ``model`` (computed on the cluster); also stored
         in ``model.info["metrics"]`` so that :func:`save_bundle` records them."""
         with self.client.as_current():
-            _, metrics = self._score_and_evaluate(model)
+            _, metrics, _ = self._score_and_evaluate(model)
         model.info["metrics"] = metrics
         return metrics
 

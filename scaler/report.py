@@ -2,19 +2,19 @@
 
 :func:`write_report` writes, into a folder next to the bundle (by default
 ``OUTPUT/report/`` for the bundle ``OUTPUT/model/``: the bundle folder
-itself only holds verified files), one PNG per plot and ``report.html``, a
-single self-contained file with the same images embedded as base64 PNG (it
-opens offline, from a mail attachment or an object store).
+itself only holds verified files), one SVG per plot and ``report.html``, a
+single self-contained file with the same images embedded (it opens
+offline, from a mail attachment or an object store).
 
 Plots:
 
-``explained_variance.png``
+``explained_variance.svg``
     per-component and cumulative explained variance of the kept PCA
     components (the chosen number is marked);
-``learning_curves.png``
+``learning_curves.svg``
     every evaluation metric per boosting round, train and validation, with
     the early-stopping point;
-``feature_importance.png``
+``feature_importance.svg``
     importance of the *original* input features. XGBoost's total gain per
     model feature is mapped back through PCA: the gain of component ``k`` is
     shared among the input features in proportion to the absolute loadings
@@ -22,15 +22,17 @@ Plots:
     ``importance_j = sum_k gain_k * |W_kj| / sum_i |W_ki|``. Total gain is
     preserved; categorical features keep their own gain. Without PCA the
     gain of each scaled feature is its own;
-``roc.png``, ``precision_recall.png``, ``confusion_matrix.png``
-    for classifiers, from the scored holdout (one-vs-rest for multiclass);
-``predicted_vs_actual.png``, ``residuals.png``
+``roc.svg``, ``precision_recall.svg``, ``confusion_matrix.svg``
+    for classifiers, from the scored holdout (one-vs-rest for multiclass).
+    For a binary classifier in a pipeline run they are exact over every
+    holdout row: they come from the same summary as the holdout AUC;
+``predicted_vs_actual.svg``, ``residuals.svg``
     for regression, from the scored holdout;
-``timings.png``
+``timings.svg``
     seconds per pipeline stage.
 
-Plots are drawn with matplotlib's object API and its Agg renderer, leaving
-pyplot and the session's backend alone.
+Plots are drawn as SVG by :mod:`scaler._svg`: vector images that scale in
+any browser, drawn in milliseconds, with no plotting library to import.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,11 +48,13 @@ import numpy as np
 import pandas as pd
 
 from scaler import storage
+from scaler._svg import PALETTE, Chart, heatmap, row
 from scaler.config import redact
 
 __all__ = ["write_report", "feature_importance", "Report", "default_report_url"]
 
-MAX_POINTS = 200_000  # holdout rows sampled for the curves
+MAX_POINTS = 200_000  # holdout rows sampled for the curves (when no summary is given)
+MAX_SCATTER = 3_000  # points drawn in a scatter plot
 
 
 @dataclass
@@ -74,27 +77,8 @@ def default_report_url(bundle_url: str) -> str:
     return _sibling(bundle_url, "report")
 
 
-def _subplots(*args: Any, figsize: tuple[float, float], **kw: Any) -> tuple[Any, Any]:
-    """``Figure(figsize).subplots(...)``: matplotlib's object API, not pyplot,
-    so there is no global backend switch (a notebook's inline plots keep
-    working) and no figure registry to close."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(*args, **kw)
-
-
-def _int_ticks() -> Any:
-    from matplotlib.ticker import MaxNLocator
-
-    return MaxNLocator(integer=True)
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()  # cheaper than bbox_inches="tight", which draws the figure twice
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+def _svg(doc: str) -> bytes:
+    return doc.encode()
 
 
 # ------------------------------------------------------------ pure maths
@@ -123,159 +107,213 @@ def feature_importance(model: Any) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    from sklearn.metrics import roc_auc_score, roc_curve
+def _binary_curves(
+    summary: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """False positive rate, true positive rate (= recall) and precision at
+    every distinct score of a binary holdout summary (:class:`scaler.evaluate.
+    Summary`: distinct scores with their positive and negative counts), from
+    the highest score down, plus the base rate; exact for the rows it holds."""
+    pos, neg = summary.pos[::-1], summary.neg[::-1]
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    n_pos, n_neg = tp[-1] if len(tp) else 0.0, fp[-1] if len(fp) else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.concatenate([[0.0], tp / n_pos]) if n_pos else np.full(len(tp) + 1, np.nan)
+        fpr = np.concatenate([[0.0], fp / n_neg]) if n_neg else np.full(len(fp) + 1, np.nan)
+        precision = np.concatenate([[1.0], tp / (tp + fp)])
+    base = float(n_pos / (n_pos + n_neg)) if n_pos + n_neg else float("nan")
+    return fpr, tpr, precision, base
 
-    fpr, tpr, _ = roc_curve(y, s)
-    return fpr, tpr, float(roc_auc_score(y, s)) if len(np.unique(y)) > 1 else float("nan")
+
+def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """:func:`_binary_curves` of labels ``y`` (0/1) and scores ``s``."""
+    from scaler.evaluate import summarize_partition
+
+    return _binary_curves(summarize_partition(y, s, "binary"))
+
+
+def _auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return (
+        float(np.trapezoid(tpr, fpr))
+        if np.isfinite(tpr).all() and np.isfinite(fpr).all()
+        else float("nan")
+    )
 
 
 # ----------------------------------------------------------------- plots
 def _plot_variance(ratio: list[float]) -> bytes:
     r = np.asarray(ratio, dtype=float)
     k = np.arange(1, len(r) + 1)
-    fig, ax = _subplots(figsize=(6, 3.6))
-    ax.bar(k, r, color="#9ecae1", label="per component")
-    ax.plot(k, np.cumsum(r), "o-", color="#08519c", label="cumulative")
-    ax.axvline(len(r), color="#d62728", ls="--", label=f"chosen: {len(r)} ({r.sum():.1%})")
-    ax.set_xlabel("principal component")
-    ax.xaxis.set_major_locator(_int_ticks())
-    ax.set_ylabel("explained variance ratio")
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Explained variance (scaled numeric features)")
-    ax.legend(loc="center right")
-    return _png(fig)
+    c = Chart(
+        width=560,
+        title="Explained variance (scaled numeric features)",
+        xlabel="principal component",
+        ylabel="explained variance ratio",
+        ylim=(0, 1.02),
+        integer_x=True,
+        legend="center right",
+    )
+    c.bars(k, r, color="#9ecae1", label="per component")
+    c.line(k, np.cumsum(r), color="#08519c", label="cumulative", marker=True)
+    c.vline(len(r), label=f"chosen: {len(r)} ({r.sum():.1%})")
+    return _svg(c.svg())
 
 
 def _plot_learning(history: dict[str, dict[str, list[float]]], best: int | None) -> bytes:
     metrics = list(dict.fromkeys(m for d in history.values() for m in d))
-    fig, axes = _subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
-    for ax, m in zip(axes[0], metrics, strict=True):
+    charts = []
+    for m in metrics:
+        c = Chart(width=440, title=m, xlabel="boosting round", integer_x=True)
         for data, d in history.items():
             if m in d:
                 name = "train (10% sample)" if data == "train" else data
-                ax.plot(np.arange(1, len(d[m]) + 1), d[m], label=name)
+                c.line(np.arange(1, len(d[m]) + 1), d[m], label=name)
         if best is not None:
-            ax.axvline(best + 1, color="#d62728", ls="--", label=f"best round {best + 1}")
-        ax.set_xlabel("boosting round")
-        ax.xaxis.set_major_locator(_int_ticks())
-        ax.set_title(m)
-        ax.legend()
-    fig.suptitle("Learning curves")
-    return _png(fig)
+            c.vline(best + 1, label=f"best round {best + 1}")
+        charts.append(c)
+    return _svg(row(charts, "Learning curves"))
 
 
 def _plot_importance(imp: dict[str, float], top: int = 25) -> bytes:
-    items = list(imp.items())[:top][::-1]
-    fig, ax = _subplots(figsize=(6, 0.25 * len(items) + 1.2))
-    ax.barh([k for k, _ in items], [v for _, v in items], color="#31a354")
-    ax.set_xlabel("total gain (PCA components mapped back by |loadings|)")
-    ax.set_title("Feature importance (original features)")
-    return _png(fig)
+    items = list(imp.items())[:top]
+    c = Chart(
+        width=560,
+        height=int(16 * len(items) + 90),
+        title="Feature importance (original features)",
+        xlabel="total gain (PCA components mapped back by |loadings|)",
+    )
+    c.hbars([k for k, _ in items], [v for _, v in items], color="#31a354")
+    return _svg(c.svg())
 
 
 def _plot_timings(timings: dict[str, float]) -> bytes:
     items = [(k, v) for k, v in timings.items() if k != "total"]
-    fig, ax = _subplots(figsize=(6, 0.35 * len(items) + 1.2))
-    ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#756bb1")
-    ax.set_xlabel("seconds")
     total = timings.get("total")
-    ax.set_title("Stage timings" + (f" (total {total:.1f} s)" if total else ""))
-    return _png(fig)
+    c = Chart(
+        width=560,
+        height=int(22 * len(items) + 80),
+        title="Stage timings" + (f" (total {total:.1f} s)" if total else ""),
+        xlabel="seconds",
+    )
+    c.hbars([k for k, _ in items], [v for _, v in items], color="#756bb1")
+    return _svg(c.svg())
+
+
+def _curve_charts() -> tuple[Chart, Chart]:
+    roc = Chart(
+        width=440,
+        height=380,
+        title="ROC (holdout)",
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        xlim=(0, 1),
+        ylim=(0, 1.005),
+        legend="lower right",
+    )
+    roc.line([0, 1], [0, 1], color="#999", dash=True)
+    pr = Chart(
+        width=440,
+        height=380,
+        title="Precision-recall (holdout)",
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.005),
+        legend="lower left",
+    )
+    return roc, pr
+
+
+def _confusion(cm: np.ndarray, labels: list[str]) -> bytes:
+    return _svg(
+        heatmap(cm, labels, title="Confusion matrix (holdout)", xlabel="predicted", ylabel="actual")
+    )
+
+
+def _summary_plots(summary: Any, model: Any) -> dict[str, bytes]:
+    """ROC, precision-recall and confusion matrix of a binary classifier
+    from the merged holdout summary: every holdout row, no sample."""
+    labels = [str(c) for c in model.classes]
+    fpr, tpr, precision, base = _binary_curves(summary)
+    roc, pr = _curve_charts()
+    roc.line(fpr, tpr, color=PALETTE[0], label=f"{labels[1]} (AUC {_auc(fpr, tpr):.3f})")
+    pr.line(tpr, precision, color=PALETTE[0], label=f"{labels[1]} (base rate {base:.2f})")
+    above = summary.scores > 0.5  # the predicted class is the second when P > 0.5
+    cm = np.array(
+        [
+            [summary.neg[~above].sum(), summary.neg[above].sum()],
+            [summary.pos[~above].sum(), summary.pos[above].sum()],
+        ]
+    )
+    return {
+        "roc": _svg(roc.svg()),
+        "precision_recall": _svg(pr.svg()),
+        "confusion_matrix": _confusion(cm, labels),
+    }
 
 
 def _classification_plots(df: Any, model: Any) -> dict[str, bytes]:
-    from sklearn.metrics import precision_recall_curve
-
     classes = list(model.classes)
     y = np.asarray(df[model.target].astype(str))
     pred = np.asarray(df["prediction"].astype(str))
     labels = [str(c) for c in classes]
-    out: dict[str, bytes] = {}
     if model.task == "binary":
         scores = {labels[1]: np.asarray(df["probability"], dtype=float)}
     else:
         scores = {str(c): np.asarray(df[f"proba_{c}"], dtype=float) for c in classes}
-    fig, ax = _subplots(figsize=(5, 4.2))
-    for c, s in list(scores.items())[:10]:
-        fpr, tpr, auc = _roc((y == c).astype(int), s)
-        ax.plot(fpr, tpr, label=f"{c} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", ls=":")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC (holdout)")
-    ax.legend(loc="lower right")
-    out["roc"] = _png(fig)
-    fig, ax = _subplots(figsize=(5, 4.2))
+    roc, pr = _curve_charts()
     for c, s in list(scores.items())[:10]:
         yc = (y == c).astype(int)
-        p, r, _ = precision_recall_curve(yc, s)
-        ax.plot(r, p, label=f"{c} (base rate {yc.mean():.2f})")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Precision-recall (holdout)")
-    ax.legend(loc="lower left")
-    out["precision_recall"] = _png(fig)
+        fpr, tpr, precision, base = _roc(yc, s)
+        roc.line(fpr, tpr, label=f"{c} (AUC {_auc(fpr, tpr):.3f})")
+        pr.line(tpr, precision, color=roc.series[-1].color, label=f"{c} (base rate {base:.2f})")
     shown = labels[:30]
     yc = pd.Categorical(y, categories=shown).codes  # -1: a class beyond the first 30
     pc = pd.Categorical(pred, categories=shown).codes
     ok = (yc >= 0) & (pc >= 0)
     k = len(shown)
     cm = np.bincount(yc[ok] * k + pc[ok], minlength=k * k).reshape(k, k)
-    fig, ax = _subplots(figsize=(4.6, 4.2))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(cm)), labels[: len(cm)])
-    ax.set_yticks(range(len(cm)), labels[: len(cm)])
-    for i in range(len(cm)):
-        for j in range(len(cm)):
-            ax.text(
-                j,
-                i,
-                f"{cm[i, j]:,}",
-                ha="center",
-                va="center",
-                color="white" if cm[i, j] > cm.max() / 2 else "black",
-            )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title("Confusion matrix (holdout)")
-    out["confusion_matrix"] = _png(fig)
-    return out
+    return {
+        "roc": _svg(roc.svg()),
+        "precision_recall": _svg(pr.svg()),
+        "confusion_matrix": _confusion(cm, shown),
+    }
 
 
 def _regression_plots(df: Any, model: Any) -> dict[str, bytes]:
     y = np.asarray(df[model.target], dtype=float)
     p = np.asarray(df["prediction"], dtype=float)
-    n = min(len(y), 5000)
+    n = min(len(y), MAX_SCATTER)
     idx = np.random.default_rng(0).choice(len(y), n, replace=False) if len(y) > n else slice(None)
-    out: dict[str, bytes] = {}
-    fig, ax = _subplots(figsize=(5, 4.5))
-    ax.scatter(y[idx], p[idx], s=4, alpha=0.4)
+    c = Chart(
+        width=440,
+        height=400,
+        title="Predicted vs actual (holdout)",
+        xlabel="actual",
+        ylabel="predicted",
+    )
+    c.points(y[idx], p[idx])
     lo, hi = float(np.nanmin([y.min(), p.min()])), float(np.nanmax([y.max(), p.max()]))
-    ax.plot([lo, hi], [lo, hi], color="#d62728", ls="--")
-    ax.set_xlabel("actual")
-    ax.set_ylabel("predicted")
-    ax.set_title("Predicted vs actual (holdout)")
-    out["predicted_vs_actual"] = _png(fig)
-    fig, axes = _subplots(1, 2, figsize=(9, 3.6))
+    c.line([lo, hi], [lo, hi], color="#d62728", dash=True)
     res = p - y
-    axes[0].scatter(p[idx], res[idx], s=4, alpha=0.4)
-    axes[0].axhline(0, color="#d62728", ls="--")
-    axes[0].set_xlabel("predicted")
-    axes[0].set_ylabel("residual (predicted - actual)")
-    axes[1].hist(res, bins=50, color="#9ecae1")
-    axes[1].set_xlabel("residual")
-    fig.suptitle("Residuals (holdout)")
-    out["residuals"] = _png(fig)
-    return out
+    left = Chart(width=440, xlabel="predicted", ylabel="residual (predicted - actual)")
+    left.points(p[idx], res[idx])
+    left.hline(0.0)
+    right = Chart(width=440, xlabel="residual", ylabel="rows")
+    right.hist(res, bins=50, color="#9ecae1")
+    return {
+        "predicted_vs_actual": _svg(c.svg()),
+        "residuals": _svg(row([left, right], "Residuals (holdout)")),
+    }
 
 
-def _holdout_sample(df: Any, model: Any) -> pd.DataFrame:
+def _holdout_sample(df: Any, model: Any, rows: int | None = None) -> pd.DataFrame:
     """Up to about MAX_POINTS rows of the target and prediction columns of
-    ``df`` (a Dask or pandas frame of scored holdout rows)."""
+    ``df`` (a Dask or pandas frame of scored holdout rows; ``rows``, its
+    length when known, saves counting it)."""
     cols = [c for c in [model.target, *model.prediction_columns] if c in df.columns]
     df = df[cols]
-    n = len(df)
+    n = len(df) if rows is None else rows
     if n > MAX_POINTS:
         df = df.sample(frac=MAX_POINTS / n, random_state=0)
     return df.compute() if hasattr(df, "compute") else df
@@ -336,7 +374,7 @@ def _html(model: Any, manifest: dict[str, Any], images: dict[str, bytes], notes:
     }
     figs = "".join(
         f"<figure><figcaption><strong>{html.escape(titles.get(name, name))}</strong>"
-        f'</figcaption><img alt="{html.escape(name)}" src="data:image/png;base64,'
+        f'</figcaption><img alt="{html.escape(name)}" src="data:image/svg+xml;base64,'
         f'{base64.b64encode(data).decode()}"></figure>'
         for name, data in images.items()
     )
@@ -383,8 +421,9 @@ def write_report(
     storage_options: dict[str, Any] | None = None,
     model: Any = None,
     holdout: Any = None,
+    summary: Any = None,
 ) -> Report:
-    """Write the PNG plots and ``report.html`` of the bundle at ``bundle_url``.
+    """Write the SVG plots and ``report.html`` of the bundle at ``bundle_url``.
 
     ``out_url`` defaults to the ``report`` folder next to the bundle;
     ``predictions_url`` (the scored holdout Parquet) to the
@@ -392,7 +431,11 @@ def write_report(
     holdout plots are left out and the report says so. ``model`` skips
     loading the bundle again; ``holdout`` (the scored holdout rows as a
     Dask or pandas frame, e.g. still in cluster memory) skips reading them
-    back from ``predictions_url``.
+    back from ``predictions_url``. ``summary``, the merged holdout summary
+    of the same rows (:class:`scaler.evaluate.Summary`, as the pipeline's
+    evaluation computes it), gives a binary classifier's ROC,
+    precision-recall and confusion matrix over every holdout row, with no
+    sample taken; for other tasks its row count saves counting the holdout.
 
     Examples
     --------
@@ -419,8 +462,14 @@ def write_report(
     imp = feature_importance(model)
     if any(imp.values()):
         images["feature_importance"] = _plot_importance(imp)
-    if holdout is not None:
-        holdout = _holdout_sample(holdout, model)
+    binary_summary = (
+        summary is not None and model.task == "binary" and summary.task == "binary" and summary.n
+    )
+    if binary_summary:
+        images.update(_summary_plots(summary, model))
+        holdout = None
+    elif holdout is not None:
+        holdout = _holdout_sample(holdout, model, rows=summary.n if summary is not None else None)
     else:
         try:
             holdout = _read_holdout(predictions_url, model, storage_options)
@@ -437,7 +486,7 @@ def write_report(
     page = _html(model, manifest, images, notes).encode()
     urls = {}
     for name, data in images.items():
-        urls[name] = storage.join(out_url, f"{name}.png")
+        urls[name] = storage.join(out_url, f"{name}.svg")
         storage.write_bytes(urls[name], data, storage_options)
     html_url = storage.join(out_url, "report.html")
     storage.write_bytes(html_url, page, storage_options)  # last: the page links nothing

@@ -42,6 +42,6 @@ def test_notebook_executes(tmp_path, monkeypatch, scheduler_address):
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "scaler.RunResult" in html and "scaler.Model" in html  # _repr_html_
     assert "<progress" in html  # the notebook progress display
-    pngs = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pngs) >= 6  # the plots, inline
+    svgs = [o for o in outputs if "image/svg+xml" in o.get("data", {})]
+    assert len(svgs) >= 6  # the plots, inline
     assert (tmp_path / "scaler-notebook/output/report/report.html").exists()

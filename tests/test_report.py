@@ -6,6 +6,7 @@ import base64
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
@@ -37,13 +38,16 @@ def test_run_writes_report_next_to_the_bundle(binary_report_run):
     result, out = binary_report_run
     report = out / "report"
     assert result.report_url == str(report / "report.html")
-    assert {p.stem for p in report.glob("*.png")} == BINARY_PLOTS
+    assert {p.stem for p in report.glob("*.svg")} == BINARY_PLOTS
     page = (report / "report.html").read_text()
     # one self-contained file: every image inline, nothing fetched
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', page)
     assert len(imgs) == len(BINARY_PLOTS)
-    assert all(src.startswith("data:image/png;base64,") for src in imgs)
-    assert base64.b64decode(imgs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(src.startswith("data:image/svg+xml;base64,") for src in imgs)
+    inline = base64.b64decode(imgs[0].split(",", 1)[1])
+    assert inline == (report / "explained_variance.svg").read_bytes()
+    for p in report.glob("*.svg"):  # well-formed SVG documents
+        assert ET.fromstring(p.read_bytes()).tag == "{http://www.w3.org/2000/svg}svg"
     assert not re.search(r'(src|href)="(https?:|//)', page)
     # the bundle folder is untouched and still verifies
     assert sorted(p.name for p in (out / "model").iterdir())[0] == "manifest.json"
@@ -71,7 +75,7 @@ def test_scaler_report_command_regenerates(binary_report_run, tmp_path, capsys):
     dest = tmp_path / "again"
     assert main(["report", result.bundle_url, "--out", str(dest)]) == 0
     assert "report.html (7 plots)" in capsys.readouterr().out
-    assert {p.stem for p in dest.glob("*.png")} == BINARY_PLOTS
+    assert {p.stem for p in dest.glob("*.svg")} == BINARY_PLOTS
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "No committed scaler bundle" in capsys.readouterr().err
 
@@ -92,21 +96,79 @@ def test_report_plots_holdout_rows_it_is_given(binary_report_run, tmp_path):
     assert "No holdout plots" not in page
 
 
-def test_report_leaves_the_sessions_matplotlib_backend_alone(binary_report_run, tmp_path):
-    # a notebook's inline backend must survive a report (the plots use
-    # matplotlib's object API, not pyplot)
-    import matplotlib
+def _polyline(svg: bytes, color: str) -> np.ndarray:
+    """The vertices (pixels) of the polyline of ``color`` in an SVG plot."""
+    root = ET.fromstring(svg)
+    (line,) = [e for e in root.iter() if e.tag.endswith("polyline") and e.get("stroke") == color]
+    return np.array([[float(v) for v in p.split(",")] for p in line.get("points").split()])
 
-    result, _ = binary_report_run
-    before = matplotlib.get_backend()
-    matplotlib.use("pdf", force=True)
-    try:
-        rep = write_report(result.bundle_url, out_url=str(tmp_path / "again"))
-        assert matplotlib.get_backend() == "pdf"
-        assert (tmp_path / "again" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert len(rep.images) == len(BINARY_PLOTS)
-    finally:
-        matplotlib.use(before, force=True)
+
+def test_binary_roc_in_a_run_is_the_exact_curve_of_every_holdout_row(binary_report_run):
+    # run() draws ROC and precision-recall from the evaluation's merged
+    # summary: the drawn vertices are scikit-learn's curve over all holdout
+    # rows, mapped to pixels and thinned only where nothing changes on screen
+    from sklearn.metrics import roc_curve
+
+    from scaler._svg import PALETTE
+
+    result, out = binary_report_run
+    scored = pd.read_parquet(out / "holdout_predictions")
+    y = (scored["label"].astype(str) == str(result.model.classes[1])).to_numpy()
+    fpr, tpr, _ = roc_curve(y, scored["probability"].to_numpy(), drop_intermediate=False)
+    drawn = _polyline((out / "report" / "roc.svg").read_bytes(), PALETTE[0])
+    x0, x1 = drawn[:, 0].min(), drawn[:, 0].max()  # fpr 0 and 1
+    y0, y1 = drawn[:, 1].max(), drawn[:, 1].min()  # tpr 0 and 1 (pixels grow downwards)
+    px = np.stack([x0 + fpr * (x1 - x0), y0 - tpr * (y0 - y1)], axis=1)
+    # every drawn vertex is a vertex of the reference curve (to the 0.1 px
+    # the SVG is written with), and the curve's ends are drawn
+    gap = np.abs(drawn[:, None, :] - px[None, :, :]).max(axis=2).min(axis=1)
+    assert gap.max() <= 0.11
+    assert len(drawn) > 20
+    page = (out / "report" / "report.html").read_text()
+    assert (
+        f"(AUC {result.metrics['auc']:.3f})"
+        in base64.b64decode(
+            re.findall(r'alt="roc" src="data:image/svg\+xml;base64,([^"]+)"', page)[0]
+        ).decode()
+    )
+
+
+def test_binary_curves_of_a_summary_match_scikit_learn():
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from scaler.evaluate import summarize_partition
+    from scaler.report import _binary_curves
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 3000)
+    s = np.round(rng.random(3000) * 0.5 + 0.4 * y, 2)  # ties on purpose
+    fpr, tpr, precision, base = _binary_curves(summarize_partition(y, s, "binary"))
+    rf, rt, _ = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, rf)
+    np.testing.assert_allclose(tpr, rt)
+    p, r, _ = precision_recall_curve(y, s)
+    np.testing.assert_allclose(precision[1:], p[::-1][1:])
+    np.testing.assert_allclose(tpr, r[::-1])
+    assert base == pytest.approx(y.mean())
+
+
+def test_svg_ticks_and_thinning():
+    from scaler._svg import fmt_tick, nice_ticks, thin
+
+    t = nice_ticks(0, 1.02)
+    assert t == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert [fmt_tick(v, t) for v in t][:2] == ["0.0", "0.2"]
+    t = nice_ticks(0, 31_000)
+    assert fmt_tick(t[-1], t) == "30,000" and len(t) == 7
+    t = nice_ticks(0.48, 0.71)
+    assert [fmt_tick(v, t) for v in t] == ["0.50", "0.55", "0.60", "0.65", "0.70"]
+    # 100,000 points on a 400 px curve: a few hundred vertices, ends kept,
+    # and no kept vertex further than the grid from the dropped ones
+    x = np.linspace(0, 400, 100_000)
+    y = 300 - 300 * np.sqrt(x / 400)
+    tx, ty = thin(x, y)
+    assert len(tx) < 3000 and (tx[0], ty[0], tx[-1], ty[-1]) == (x[0], y[0], x[-1], y[-1])
+    assert np.abs(np.interp(x, tx, ty) - y).max() < 0.5
 
 
 def test_regression_report_has_residual_plots(client, regression_data, tmp_path):
@@ -114,7 +176,7 @@ def test_regression_report_has_residual_plots(client, regression_data, tmp_path)
         regression_data, str(tmp_path), model={"objective": "reg:squarederror"}, split={}
     )
     result = scaler.run(cfg, client=client)
-    names = {p.stem for p in (tmp_path / "report").glob("*.png")}
+    names = {p.stem for p in (tmp_path / "report").glob("*.svg")}
     assert {"predicted_vs_actual", "residuals", "learning_curves"} <= names
     assert "roc" not in names
     # without the scored holdout the report still renders and says why
