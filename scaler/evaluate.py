@@ -40,25 +40,33 @@ class Summary:
     y_m2: float = 0.0
 
     def merge(self, other: Summary) -> Summary:
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            return other
-        n = self.n + other.n
-        out = Summary(self.task, n)
-        out.logloss_sum = self.logloss_sum + other.logloss_sum
-        out.correct = self.correct + other.correct
-        out.sse = self.sse + other.sse
-        out.sae = self.sae + other.sae
-        delta = other.y_mean - self.y_mean
-        out.y_mean = self.y_mean + delta * other.n / n
-        out.y_m2 = self.y_m2 + other.y_m2 + delta**2 * self.n * other.n / n
-        if self.task == "binary":
-            s = np.concatenate([self.scores, other.scores])
-            u, inv = np.unique(s, return_inverse=True)
+        return Summary.merge_all([self, other])
+
+    @staticmethod
+    def merge_all(parts: list[Summary]) -> Summary:
+        """The summary of the union of all ``parts``' rows. The AUC's
+        distinct scores of all parts are sorted once, not once per pair."""
+        full = [p for p in parts if p.n]
+        if len(full) <= 1:
+            return full[0] if full else parts[0]
+        a = full[0]
+        out = Summary(a.task, a.n, a.logloss_sum, a.correct, sse=a.sse, sae=a.sae)
+        out.y_mean, out.y_m2 = a.y_mean, a.y_m2
+        for b in full[1:]:
+            n = out.n + b.n
+            delta = b.y_mean - out.y_mean
+            out.y_m2 += b.y_m2 + delta**2 * out.n * b.n / n
+            out.y_mean += delta * b.n / n
+            out.n = n
+            out.logloss_sum += b.logloss_sum
+            out.correct += b.correct
+            out.sse += b.sse
+            out.sae += b.sae
+        if a.task == "binary":
+            u, inv = np.unique(np.concatenate([p.scores for p in full]), return_inverse=True)
             out.scores = u
-            out.pos = np.bincount(inv, np.concatenate([self.pos, other.pos]), len(u))
-            out.neg = np.bincount(inv, np.concatenate([self.neg, other.neg]), len(u))
+            out.pos = np.bincount(inv, np.concatenate([p.pos for p in full]), len(u))
+            out.neg = np.bincount(inv, np.concatenate([p.neg for p in full]), len(u))
         return out
 
 
@@ -172,4 +180,4 @@ def merged_summary(summaries: list[Any]) -> Any:
     in a tree of fan-in 8 on the workers."""
     from scaler.preprocess import tree_merge
 
-    return tree_merge(summaries, Summary.merge)
+    return tree_merge(summaries, Summary.merge, merge_many=Summary.merge_all)

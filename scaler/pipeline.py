@@ -500,7 +500,10 @@ def run(
         out = cfg.output
         with timer.stage("write", "writing the scored holdout and the model bundle"):
             storage.write_parquet(
-                scored.drop(columns=[LABEL]), preds_url, storage_options=out.storage_options
+                scored.drop(columns=[LABEL]),
+                preds_url,
+                storage_options=out.storage_options,
+                rows=int(metrics["n"]),  # the evaluation counted them
             )
             timings = dict(timer.timings)
             timings["total"] = round(time.perf_counter() - t_start, 3)

@@ -533,14 +533,20 @@ def _moments_of_block(block: Any) -> Moments:
     return Moments.of(np.asarray(block, dtype=np.float64))
 
 
-def tree_merge(items: list[Any], merge: Any, split_every: int = 8) -> Any:
-    """Merge delayed items pairwise-ish in a tree of fan-in ``split_every``."""
+def tree_merge(
+    items: list[Any], merge: Any, split_every: int = 8, *, merge_many: Any = None
+) -> Any:
+    """Merge delayed items in a tree of fan-in ``split_every``: each node
+    folds its inputs with ``merge(a, b)``, or hands them all to
+    ``merge_many(list)`` when given."""
     import dask
 
     items = list(items)
     while len(items) > 1:
         items = [
-            dask.delayed(_merge_many)(items[i : i + split_every], merge)
+            dask.delayed(merge_many)(items[i : i + split_every])
+            if merge_many is not None
+            else dask.delayed(_merge_many)(items[i : i + split_every], merge)
             for i in range(0, len(items), split_every)
         ]
     return items[0]

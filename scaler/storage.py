@@ -597,16 +597,19 @@ def new_version() -> str:
     return "v-" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def write_parquet(df: Any, url: str, *, storage_options: dict[str, Any] | None = None) -> int:
+def write_parquet(
+    df: Any, url: str, *, storage_options: dict[str, Any] | None = None, rows: int | None = None
+) -> int:
     """Write a Dask dataframe as partitioned Parquet at ``url`` and return
     the number of rows, as a committed output (see the module docstring):
     a new version folder, then ``_SUCCESS`` naming it, then the previous
     version is removed. Until ``_SUCCESS`` is replaced, readers still get
-    the previous output.
+    the previous output. ``rows``, the frame's length when the caller
+    knows it, saves counting the rows first.
     """
     fs, path = get_fs(url, storage_options)
-    lengths = df.map_partitions(len).compute()
-    rows = int(sum(lengths))
+    if rows is None:
+        rows = int(sum(df.map_partitions(len).compute()))
     if fs.exists(path) and not _is_scaler_output(url, storage_options):
         fs.rm(path, recursive=True)  # not a committed scaler output: nothing to keep
     if not fs.exists(path):
