@@ -846,9 +846,15 @@ def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[bool,
     return bool(mode), "[preprocess] hold_raw"
 
 
-def _rows_of(frame: pd.DataFrame, code: int) -> pd.DataFrame:
-    """The rows of one split part of a featurized partition."""
-    return frame[frame[PART].to_numpy() == code]
+def _split_rows(frame: pd.DataFrame, codes: tuple[int, ...]) -> tuple[pd.DataFrame, ...]:
+    """The rows of each split part ``codes`` of a featurized partition (the
+    frame itself when all its rows are of a single part)."""
+    part = frame[PART].to_numpy()
+    out = []
+    for code in codes:
+        rows = np.flatnonzero(part == code)
+        out.append(frame if len(rows) == len(frame) else frame.take(rows))
+    return tuple(out)
 
 
 PART_CODES = {"train": TRAIN, "valid": VALID, "holdout": HOLDOUT}
@@ -860,35 +866,23 @@ def _persist_parts(
     """Persist each split part of ``frames`` (delayed featurized partitions)
     as its own Dask dataframe, computing every frame once. Training then
     reads its rows without a filtered copy; parts without rows are left out.
-    The parts of one frame are cut on the worker that holds it, so every
-    worker that trains also holds validation rows (XGBoost needs them on
-    each worker when a feature is categorical). Returns the parts and the
-    futures of each part's partitions."""
+    One task cuts each frame into its parts, on the worker that made it, so
+    every worker that trains also holds validation rows (XGBoost needs them
+    on each worker when a feature is categorical); the whole frame leaves
+    memory once it is cut. Returns the parts and the futures of each part's
+    partitions (Dask recomputes a lost one from the graph)."""
+    import dask
     import dask.dataframe as dd
-    from distributed import as_completed, wait
+    from distributed import wait
 
-    done = cl.compute(frames)
-    if prog is not None:
-        prog.track(done, "transform")
     names = [n for n in PART_CODES if counts.get(n)]
-    by_part: dict[str, list[Any]] = {n: [None] * len(done) for n in names}
-    index = {f.key: i for i, f in enumerate(done)}
-    # Cut each frame as soon as it is done, and hold no reference to it:
-    # it leaves memory once its parts are cut, not after the last frame.
-    f = None
-    for f in as_completed(done):
-        holders = list(cl.who_has([f]).get(f.key, ()))
-        for n in names:
-            by_part[n][index[f.key]] = cl.submit(
-                _rows_of,
-                f,
-                PART_CODES[n],
-                workers=holders or None,
-                allow_other_workers=True,  # recomputed anywhere if that worker is lost
-                pure=False,
-            )
-    del done, f
-    wait([f for fs in by_part.values() for f in fs])
+    codes = tuple(PART_CODES[n] for n in names)
+    cut = [dask.delayed(_split_rows, nout=len(codes), pure=False)(f, codes) for f in frames]
+    futs = cl.compute([c[i] for c in cut for i in range(len(codes))])
+    by_part = {n: futs[i :: len(codes)] for i, n in enumerate(names)}
+    if prog is not None:
+        prog.track(by_part[names[0]], "transform")
+    wait(futs)
     parts = {
         name: dd.from_delayed(fs, meta=meta, verify_meta=False) for name, fs in by_part.items()
     }
