@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from scaler.cluster import close, connect, current_client
 from scaler.config import RunConfig, load_config, redact
 from scaler.errors import ConfigError, DataError
 from scaler.model import Model, encode_labels
-from scaler.preprocess import Moments, Preprocessor, ScalePCA, _merge_many
+from scaler.preprocess import Moments, Preprocessor, ScalePCA, _frame_to_array, _merge_many
 from scaler.progress import Progress
 from scaler.train import train_booster, xgb_params
 
@@ -176,11 +177,27 @@ def resolve_columns(dtypes: pd.Series, cfg: RunConfig) -> Spec:
 
 # ------------------------------------------------------------ partition work
 def _mix(h: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64 of ``h + seed``: the seed reshuffles every row's draw."""
-    z = h.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    """splitmix64 of ``h + seed``: the seed reshuffles every row's draw.
+    (In place on one new array: no temporary per step.)"""
+    z = np.add(h, np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64), dtype=np.uint64)
+    t = np.empty_like(z)
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        np.right_shift(z, np.uint64(shift), out=t)
+        np.bitwise_xor(z, t, out=z)
+        np.multiply(z, np.uint64(mult), out=z)
+    np.right_shift(z, np.uint64(31), out=t)
+    np.bitwise_xor(z, t, out=z)
+    return z
+
+
+def _below(fraction: float) -> np.uint64:
+    """The integer bound ``t`` with ``k * 2**-53 < fraction`` exactly when
+    ``k < t``, for integers ``0 <= k < 2**53`` (the row draws)."""
+    if not fraction > 0:
+        return np.uint64(0)
+    if fraction >= 1:
+        return np.uint64(2**53)
+    return np.uint64(math.ceil(fraction * 2.0**53))  # exact: a power-of-two scaling
 
 
 def assign_split(df: pd.DataFrame, spec: Spec) -> np.ndarray:
@@ -191,17 +208,20 @@ def assign_split(df: pd.DataFrame, spec: Spec) -> np.ndarray:
         return np.empty(0, dtype=np.int8)
     cols = [spec.key] if spec.key else [c for c in spec.columns if c != spec.split_column]
     h = pd.util.hash_pandas_object(df[cols], index=False).to_numpy()
-    u = (_mix(h, spec.seed) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    # The draw of a row is u = k * 2**-53 in [0, 1), k its top 53 mixed bits;
+    # u < cut is compared as k < _below(cut), without forming u.
+    k = _mix(h, spec.seed)
+    np.right_shift(k, np.uint64(11), out=k)
     part = np.full(len(df), TRAIN, dtype=np.int8)
     if spec.split_column:
         marked = df[spec.split_column].fillna(False).astype(bool).to_numpy()
-        part[(~marked) & (u < spec.valid_fraction)] = VALID
+        part[(~marked) & (k < _below(spec.valid_fraction))] = VALID
         part[marked] = HOLDOUT
         return part
     h_cut = spec.holdout
     v_cut = h_cut + (1.0 - h_cut) * spec.valid_fraction
-    part[u < v_cut] = VALID
-    part[u < h_cut] = HOLDOUT
+    part[k < _below(v_cut)] = VALID
+    part[k < _below(h_cut)] = HOLDOUT
     return part
 
 
@@ -243,7 +263,7 @@ def _present(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     return df if bool(present.all()) else df[present]  # no copy in the usual case
 
 
-SCAN_BLOCK_ROWS = 131_072  # rows converted to float64 at a time: bounds memory per task
+SCAN_BLOCK_ROWS = 131_072  # rows converted at a time (when not float32): bounds memory per task
 
 
 def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
@@ -255,16 +275,19 @@ def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
     out.parts = np.bincount(part, minlength=3).astype(np.int64)
     rows = np.flatnonzero(part == TRAIN)
     if spec.numeric:
-        # Block by block: a partition is never held as float64 all at once.
-        num = kept[list(spec.numeric)]
+        # Slice by slice: a partition is never converted to float64 whole
+        # (float32 columns stay float32), and Moments.of picks the training
+        # rows of each slice block by block (no copy of them).
+        cols = list(spec.numeric)
         moments = None
-        for start in range(0, max(len(rows), 1), SCAN_BLOCK_ROWS):
-            block = num.iloc[rows[start : start + SCAN_BLOCK_ROWS]]
-            m = Moments.of(
-                block.to_numpy(dtype=np.float64, na_value=np.nan),
-                covariance=spec.covariance,
-                overwrite=True,
-            )
+        for start in range(0, max(len(kept), 1), SCAN_BLOCK_ROWS):
+            stop = start + SCAN_BLOCK_ROWS
+            lo, hi = np.searchsorted(rows, [start, stop])
+            if moments is not None and lo == hi:
+                continue
+            x = _frame_to_array(kept.iloc[start:stop], cols, compact=True)
+            sel = rows[lo:hi] - start if start else rows[lo:hi]
+            m = Moments.of(x, rows=sel, covariance=spec.covariance)
             moments = m if moments is None else moments.merge(m)
         out.moments = moments
     for c in spec.categorical:

@@ -18,6 +18,7 @@ The maths here is pure NumPy; nothing touches storage.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,31 @@ from scaler.errors import DataError
 __all__ = ["ScalePCA", "Moments", "Preprocessor", "encode_categorical"]
 
 STATE_VERSION = 1
+
+# ---------------------------------------------------------------- scratch
+# The per-partition kernels go through the rows in blocks of about this many
+# bytes (as float64), in buffers each thread reuses: a large temporary is a
+# fresh mmap (Dask workers pin glibc's mmap threshold at 128 KiB), whose page
+# faults and unmapping cost more than the arithmetic.
+BLOCK_BYTES = 1 << 21
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, size: int, dtype: Any) -> np.ndarray:
+    """A flat buffer of ``size`` items, reused by this thread across calls.
+    Never return it (or a view of it) to a caller."""
+    dtype = np.dtype(dtype)
+    key = f"{name}_{dtype.str}"
+    buf = getattr(_SCRATCH, key, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1), dtype=dtype)
+        setattr(_SCRATCH, key, buf)
+    return buf[:size]
+
+
+def _block_rows(width: int) -> int:
+    """Rows per block for ``width`` float64 values per row."""
+    return max(256, BLOCK_BYTES // (8 * max(width, 1)))
 
 
 # --------------------------------------------------------------------- moments
@@ -51,38 +77,71 @@ class Moments:
     mm: np.ndarray | None = None
 
     @classmethod
-    def of(cls, x: np.ndarray, *, covariance: bool = True, overwrite: bool = False) -> Moments:
-        """Moments of the rows of ``x`` (2-D, any float dtype, NaN = missing).
+    def of(
+        cls,
+        x: np.ndarray,
+        *,
+        rows: np.ndarray | None = None,
+        covariance: bool = True,
+        overwrite: bool = False,
+    ) -> Moments:
+        """Moments of the rows of ``x`` (2-D, any numeric dtype, NaN = missing),
+        or of ``x[rows]`` only (``rows``: integer positions or a boolean mask).
 
         With ``covariance=False`` only the variances are kept (``zz`` is the
-        diagonal, 1-D): enough for scaling, O(p) instead of O(p^2). With
-        ``overwrite=True`` a float64 ``x`` is centred in place (no copy)."""
-        given = x
-        x = np.asarray(x, dtype=np.float64)
-        owned = (overwrite or x is not given) and x.flags.writeable  # safe to centre in place
-        n, p = x.shape
-        miss = np.isnan(x)
-        any_missing = bool(miss.any())
-        count = n - miss.sum(axis=0) if any_missing else np.full(p, n, dtype=np.int64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if not n:
-                shift = np.zeros(p)
-            elif any_missing:
-                shift = np.nansum(x, axis=0) / np.maximum(count, 1)
-            else:
-                shift = x.mean(axis=0)
-        shift = np.where(np.isfinite(shift), shift, 0.0)
-        z = np.subtract(x, shift, out=x if owned else None)
-        if any_missing:
-            z[miss] = 0.0
-        s1 = z.sum(axis=0)
-        if not covariance:
-            return cls(n, shift, count.astype(np.int64), s1, np.einsum("ij,ij->j", z, z))
-        zz = z.T @ z
-        if any_missing:
-            mf = miss.astype(np.float64)
-            return cls(n, shift, count.astype(np.int64), s1, zz, z.T @ mf, mf.T @ mf)
-        return cls(n, shift, count.astype(np.int64), s1, zz)
+        diagonal, 1-D): enough for scaling, O(p) instead of O(p^2).
+
+        The rows go through a float64 buffer a block at a time (``x`` is
+        never copied whole, converted whole or modified; ``overwrite`` is
+        accepted for compatibility). The sums are taken around the mean of
+        the first block; when the mean of all rows turns out far from it
+        compared with the spread of a column (which would cost precision in
+        the cross-products), a second pass uses the overall mean."""
+        del overwrite
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ValueError(f"Moments.of needs a 2-D array, got shape {x.shape}")
+        if x.dtype.kind not in "biuf":
+            x = x.astype(np.float64)
+        idx = None
+        if rows is not None:
+            idx = np.asarray(rows)
+            idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.intp, copy=False)
+            if idx.size and (idx.min() < 0 or idx.max() >= x.shape[0]):
+                raise IndexError(f"row positions out of range for {x.shape[0]} rows")
+            if not (x.T.flags.c_contiguous or x.flags.c_contiguous):
+                x = np.asfortranarray(x)
+        n = x.shape[0] if idx is None else idx.shape[0]
+        p = x.shape[1]
+        if n == 0:
+            zz = np.zeros((p, p)) if covariance else np.zeros(p)
+            return cls(0, np.zeros(p), np.zeros(p, dtype=np.int64), np.zeros(p), zz)
+        shift = None
+        for _ in range(2):
+            sums = _BlockSums(p, covariance)
+            for a in range(0, n, sums.block):
+                src = _rows_block(x, idx, a, min(n, a + sums.block))
+                shift = sums.add(src, shift)
+            assert shift is not None
+            m = sums.moments(n, shift)
+            far = m._far_from_shift()
+            if far is None:
+                return m
+            shift = far  # the overall mean: one more pass around it
+        return m
+
+    def _far_from_shift(self) -> np.ndarray | None:
+        """The mean, when it is far from ``shift`` compared with the spread
+        of some column (the sums around ``shift`` then lose precision to
+        cancellation); None otherwise."""
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            d = self.s1 / self.count
+            sq = (self.zz if self.zz.ndim == 1 else np.diag(self.zz)) / self.count
+            var = sq - d * d
+            far = np.isfinite(d) & np.isfinite(var) & (d * d > _RECENTRE * var)
+        if not far.any():
+            return None
+        return np.where(np.isfinite(d), self.shift + d, self.shift)
 
     @property
     def mean(self) -> np.ndarray:
@@ -140,6 +199,121 @@ class Moments:
     @classmethod
     def empty(cls, p: int) -> Moments:  # noqa: D102
         return cls(0, np.zeros(p), np.zeros(p, dtype=np.int64), np.zeros(p), np.zeros((p, p)))
+
+
+# Re-centre when the squared distance of the mean from the shift exceeds this
+# many variances: the cross-products then keep at least ~14 of 16 digits.
+# (The first block's mean is within sqrt(n / block) standard deviations of
+# the mean of n complete rows, so this only happens with missing values or
+# very skewed row orders.)
+_RECENTRE = 16.0
+
+
+def _rows_block(x: np.ndarray, idx: np.ndarray | None, a: int, b: int) -> np.ndarray:
+    """Rows ``a:b`` of ``x`` (or of ``x[idx]``) as a (p, rows) array, any dtype:
+    a view of ``x``, or the gathered rows in a reused buffer."""
+    if idx is None:
+        return x.T[:, a:b]
+    p, k = x.shape[1], b - a
+    g = _scratch("gather", p * k, x.dtype)
+    if x.T.flags.c_contiguous:  # column-major frame data: each column contiguous
+        out = g.reshape(p, k)
+        np.take(x.T, idx[a:b], axis=1, out=out, mode="clip")  # bounds checked by the caller
+        return out
+    out = g.reshape(k, p)
+    np.take(x, idx[a:b], axis=0, out=out, mode="clip")
+    return out.T
+
+
+class _BlockSums:
+    """Accumulates Moments sums block by block through a reused float64
+    buffer laid out as rows [Z; 1; M] (p + 1 + p rows, one column per data
+    row): ``B B^T`` holds Z^T Z, the column sums of Z, the row count and,
+    when something is missing, Z^T M, M^T M and the missing counts."""
+
+    def __init__(self, p: int, covariance: bool) -> None:
+        self.p = p
+        self.covariance = covariance
+        self.block = _block_rows(p + 1)
+        self.gram: np.ndarray | None = None  # (p+1)^2: blocks without missing values
+        self.gram_m: np.ndarray | None = None  # (2p+1)^2: blocks with missing values
+        self.s1 = np.zeros(p)
+        self.sq = np.zeros(p)
+        self.missing = np.zeros(p, dtype=np.int64)
+        self.any_missing = False
+
+    def add(self, src: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+        """Add the rows of ``src`` (p, k), centred on ``shift`` (None: on the
+        mean of these rows); returns the shift used."""
+        p, k = src.shape
+        buf = _scratch("moments", (2 * p + 1) * k, np.float64).reshape(2 * p + 1, k)
+        z = buf[:p]
+        if shift is None:
+            np.copyto(z, src)
+            shift = _nanmean_rows(z)
+            z -= shift[:, None]
+        else:
+            np.subtract(src, shift[:, None], out=z)
+        if not self.covariance:
+            s = z.sum(axis=1)
+            if not np.isfinite(s).all():  # missing (or infinite) values here
+                miss = np.isnan(z)
+                if miss.any():
+                    self.any_missing = True
+                    z[miss] = 0.0
+                    self.missing += miss.sum(axis=1)
+                    s = z.sum(axis=1)
+            self.s1 += s
+            self.sq += np.einsum("ij,ij->i", z, z)
+            return shift
+        buf[p] = 1.0
+        head = buf[: p + 1]
+        g = head @ head.T  # one symmetric rank-k update (BLAS syrk)
+        if not np.isfinite(np.diagonal(g)[:p]).all():  # missing (or infinite) values here
+            miss = np.isnan(z)
+            if miss.any():
+                self.any_missing = True
+                z[miss] = 0.0
+                np.copyto(buf[p + 1 :], miss)
+                gm = buf @ buf.T
+                if self.gram_m is None:
+                    self.gram_m = gm
+                else:
+                    self.gram_m += gm
+                return shift
+        if self.gram is None:
+            self.gram = g
+        else:
+            self.gram += g
+        return shift
+
+    def moments(self, n: int, shift: np.ndarray) -> Moments:
+        p = self.p
+        if not self.covariance:
+            count = n - self.missing
+            return Moments(n, shift, count, self.s1, self.sq)
+        g = self.gram_m
+        if g is None:
+            assert self.gram is not None
+            g = self.gram
+        elif self.gram is not None:
+            g[: p + 1, : p + 1] += self.gram
+        zz, s1 = g[:p, :p].copy(), g[:p, p].copy()
+        if not self.any_missing:
+            return Moments(n, shift, np.full(p, n, dtype=np.int64), s1, zz)
+        count = n - np.rint(g[p, p + 1 :]).astype(np.int64)
+        return Moments(n, shift, count, s1, zz, g[:p, p + 1 :].copy(), g[p + 1 :, p + 1 :].copy())
+
+
+def _nanmean_rows(z: np.ndarray) -> np.ndarray:
+    """Mean of each row of ``z`` ignoring NaN; 0 where none is finite."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        mean = z.mean(axis=1)
+        if not np.isfinite(mean).all():
+            miss = np.isnan(z)
+            count = z.shape[1] - miss.sum(axis=1)
+            mean = np.where(miss, 0.0, z).sum(axis=1) / count
+    return np.where(np.isfinite(mean), mean, 0.0)
 
 
 def _is_constant(var: np.ndarray, mean: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -358,12 +532,14 @@ class ScalePCA:
             raise ValueError("This ScalePCA instance is not fitted yet. Call 'fit' first.")
 
     def transform_array(self, x: np.ndarray) -> np.ndarray:
-        """Transform an in-memory 2-D array (float32 out).
+        """Transform an in-memory 2-D array (float32 out, column-major).
 
         With PCA, scaling is folded into the projection: ``(x - mean) @ (W /
         scale).T`` in float32, one subtraction and one matrix product, with
         missing values imputed by the mean (0 once centred). Float64 input
         is centred in float64 first, so large offsets lose no precision.
+        The rows go through a reused buffer a block at a time, written
+        straight into the result.
         """
         self._check_fitted()
         x = np.asarray(x)
@@ -374,17 +550,41 @@ class ScalePCA:
                 f"Expected {self.n_features_in_} numeric feature columns, got array of shape "
                 f"{x.shape}."
             )
+        if self.components_ is None and not self.scale:
+            return x.astype(np.float32)
+        n, p = x.shape
+        xt = x.T  # (p, n): contiguous rows for column-major (frame) data
+        mean = self.mean_.astype(x.dtype)[:, None]
+        step = _block_rows(p + 1)
         if self.components_ is None:
-            if not self.scale:
-                return x.astype(np.float32)
-            z = (x - self.mean_.astype(x.dtype)) / self.scale_.astype(x.dtype)
-            return z.astype(np.float32, copy=False)
-        z = np.subtract(x, self.mean_.astype(x.dtype), dtype=x.dtype).astype(np.float32, copy=False)
-        missing = np.isnan(z)
-        if missing.any():
-            z[missing] = 0.0  # mean imputation
-        projection = (self.components_ / self.scale_[None, :]).T.astype(np.float32)
-        return z @ projection
+            scale = self.scale_.astype(x.dtype)[:, None]
+            out = np.empty((p, n), dtype=np.float32)
+            for a in range(0, n, step):
+                b = min(n, a + step)
+                o = out[:, a:b]
+                if x.dtype == np.float32:
+                    np.subtract(xt[:, a:b], mean, out=o)
+                    np.divide(o, scale, out=o)
+                else:  # in float64, rounded once
+                    z = _scratch("transform", p * (b - a), x.dtype).reshape(p, b - a)
+                    np.subtract(xt[:, a:b], mean, out=z)
+                    np.divide(z, scale, out=o)
+            return out.T
+        projection = (self.components_ / self.scale_[None, :]).astype(np.float32)  # (k, p)
+        out = np.empty((projection.shape[0], n), dtype=np.float32)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            z = _scratch("transform", p * (b - a), np.float32).reshape(p, b - a)
+            np.subtract(xt[:, a:b], mean, out=z, dtype=x.dtype)
+            o = out[:, a:b]
+            np.matmul(projection, z, out=o)
+            # A missing value makes its row's outputs NaN: impute and redo.
+            if not np.isfinite(o.sum()):
+                missing = np.isnan(z)
+                if missing.any():
+                    z[missing] = 0.0  # mean imputation
+                    np.matmul(projection, z, out=o)
+        return out.T
 
     @property
     def output_names(self) -> list[str]:
@@ -513,18 +713,19 @@ def _frame_to_array(df: pd.DataFrame, cols: list[str], *, compact: bool = False)
     float32 when every column is exactly representable in it (float32
     Parquet columns, small ints, bools), else float64."""
     dtype: type[np.floating[Any]] = np.float64
+    frame = df[cols]
     if compact and all(
-        np.dtype(getattr(t, "numpy_dtype", t)) in _EXACT_IN_FLOAT32 for t in df[cols].dtypes
+        np.dtype(getattr(t, "numpy_dtype", t)) in _EXACT_IN_FLOAT32 for t in frame.dtypes
     ):
         dtype = np.float32
-    return df[cols].to_numpy(dtype=dtype, na_value=np.nan)
+    return frame.to_numpy(dtype=dtype, na_value=np.nan)
 
 
 def _transform_frame(
     df: pd.DataFrame, sp: ScalePCA, cols: list[str], names: list[str]
 ) -> pd.DataFrame:
     out = sp.transform_array(_frame_to_array(df, cols))
-    return pd.DataFrame(out, columns=names, index=df.index)
+    return pd.DataFrame(out, columns=names, index=df.index, copy=False)
 
 
 def _moments_of_block(block: Any) -> Moments:
@@ -606,7 +807,6 @@ class Preprocessor:
 
     def transform_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Input columns of a pandas frame -> model features (float32 + categories)."""
-        out: dict[str, Any] = {}
         if self.numeric:
             x = _frame_to_array(df, self.numeric, compact=True)
             if self.scaler_pca is not None:
@@ -615,11 +815,13 @@ class Preprocessor:
             else:
                 y = x.astype(np.float32)
                 names = list(self.numeric)
-            for i, name in enumerate(names):
-                out[name] = y[:, i]
+            # Column-major float32: the frame's block, without a copy.
+            out = pd.DataFrame(y, columns=names, index=df.index, copy=False)
+        else:
+            out = pd.DataFrame(index=df.index)
         for c in self.categorical:
             out[c] = encode_categorical(df[c], self.categories[c])
-        return pd.DataFrame(out, index=df.index)
+        return out
 
     def meta(self) -> pd.DataFrame:
         """An empty frame with the output dtypes (for Dask's ``meta``)."""

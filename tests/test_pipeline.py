@@ -277,3 +277,67 @@ def test_string_target_and_filters_on_hive_partitions(client, tmp_path):
     pred = pd.read_parquet(result.predictions_url)
     assert set(pred.prediction) <= {"no", "yes"}
     assert result.metrics["auc"] > 0.8
+
+
+def test_split_draws_compare_exactly_as_floats():
+    from scaler.pipeline import _below, _mix
+
+    rng = np.random.default_rng(0)
+    h = rng.integers(0, 2**64, size=5000, dtype=np.uint64)
+    z = h + np.uint64((7 * 0x9E3779B97F4A7C15) % 2**64)  # splitmix64, step by step
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    np.testing.assert_array_equal(_mix(h, 7), z ^ (z >> np.uint64(31)))
+    k = np.concatenate([_mix(h, 7) >> np.uint64(11), np.array([0, 1, 2**53 - 1], np.uint64)])
+    u = k.astype(np.float64) * 2.0**-53
+    cuts = [0.0, -0.5, np.nan, 5e-324, 1e-300, 0.2, 0.5, 1 - 2**-53, 1.0, 1.5, np.inf]
+    cuts += [float(v) for v in u[:20]] + [float(np.nextafter(v, 2)) for v in u[:20]]
+    for cut in cuts:
+        np.testing.assert_array_equal(k < _below(cut), u < cut, err_msg=str(cut))
+
+
+def test_scan_partition_moments_equal_direct(monkeypatch):
+    import scaler.pipeline as pl
+
+    monkeypatch.setattr(pl, "SCAN_BLOCK_ROWS", 700)  # several slices per partition
+    rng = np.random.default_rng(1)
+    n = 3000
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "label": rng.integers(0, 2, n).astype(np.float64),
+            "f32": (rng.normal(size=n) + 1e4).astype(np.float32),
+            "f64": rng.normal(size=n) * 1e3 + 1e9,
+            "i64": rng.integers(-5, 5, n),
+            "i8": rng.integers(-5, 5, n).astype(np.int8),
+            "flag": rng.random(n) < 0.3,
+            "nullable": pd.array(
+                np.where(rng.random(n) < 0.1, None, rng.integers(0, 100, n)), dtype="Int64"
+            ),
+        }
+    )
+    df.loc[rng.random(n) < 0.05, "f64"] = np.nan
+    df.loc[rng.random(n) < 0.02, "label"] = np.nan  # rows without a target are dropped
+    for pca in (5, False):
+        cfg = RunConfig.from_dict(base_config("unused", "unused", preprocess={"pca": pca}))
+        spec = resolve_columns(df.dtypes, cfg)
+        assert spec.covariance == (pca is not False)
+        kept = df[df["label"].notna()]
+        train = kept[assign_split(kept, spec) == TRAIN][list(spec.numeric)]
+        x = train.to_numpy(dtype=np.float64, na_value=np.nan)
+        mean = np.nanmean(x, axis=0)
+        z = np.where(np.isnan(x), 0.0, x - mean)
+        scan = pl.scan_partition(df, spec)
+        assert scan.missing_target == n - len(kept) and scan.parts[TRAIN] == len(train)
+        m = scan.moments.shifted(mean)
+        np.testing.assert_allclose(scan.moments.mean, mean, rtol=1e-12)
+        np.testing.assert_array_equal(m.count, (~np.isnan(x)).sum(axis=0))
+        want = z.T @ z if spec.covariance else (z * z).sum(axis=0)
+        np.testing.assert_allclose(m.zz, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+        pieces = [pl.scan_partition(df.iloc[i : i + 1100], spec) for i in range(0, n, 1100)]
+        merged = pieces[0].merge(pieces[1]).merge(pieces[2])
+        np.testing.assert_allclose(merged.moments.shifted(mean).zz, want, rtol=1e-9)
+        for none in (df.iloc[:0], df[assign_split(df, spec) == HOLDOUT]):  # no training rows
+            empty = pl.scan_partition(none, spec).moments
+            assert empty.n == 0 and not empty.zz.any()
+            assert scan.merge(pl.scan_partition(none, spec)).moments.n == scan.moments.n

@@ -193,3 +193,96 @@ def test_variance_only_moments_match_full():
     np.testing.assert_allclose(lite.mean_, full.mean_, rtol=1e-12)
     np.testing.assert_allclose(lite.var_, full.var_, rtol=1e-9)
     np.testing.assert_allclose(lite.var_, np.nanvar(x, axis=0), rtol=1e-9)
+
+
+def direct_moments(x):
+    """Mean, centred cross-products of the mean-imputed data and variances,
+    straight in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = np.nanmean(x, axis=0)
+    z = np.where(np.isnan(x), 0.0, x - mean)
+    return mean, z.T @ z, np.nanvar(x, axis=0)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 256 rows, so a few thousand rows make many blocks."""
+    import scaler.preprocess as sp
+
+    monkeypatch.setattr(sp, "BLOCK_BYTES", 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("missing", [0.0, 0.03])
+def test_blocked_moments_equal_direct_float64(small_blocks, dtype, order, missing):
+    x = make_x(n=3000, seed=8) + 1e6  # large offsets: the shift keeps the precision
+    x[np.random.default_rng(3).random(x.shape) < missing] = np.nan
+    x = np.asarray(x.astype(dtype), order=order)
+    rows = np.flatnonzero(np.random.default_rng(4).random(len(x)) < 0.8)
+    for sel, m, v in [
+        (x, Moments.of(x), Moments.of(x, covariance=False)),
+        (x[rows], Moments.of(x, rows=rows), Moments.of(x, rows=rows, covariance=False)),
+    ]:
+        mean, zz, var = direct_moments(sel)
+        c = m.shifted(mean)
+        np.testing.assert_allclose(m.mean, mean, rtol=1e-12)
+        np.testing.assert_allclose(c.zz, zz, rtol=1e-10, atol=1e-10 * np.abs(zz).max())
+        np.testing.assert_allclose(v.shifted(mean).zz / v.count, var, rtol=1e-10)
+        assert m.n == v.n == len(sel)
+        np.testing.assert_array_equal(m.count, (~np.isnan(sel)).sum(axis=0))
+        assert (m.zm is None) == (missing == 0.0)
+        if missing:
+            mask = np.isnan(sel).astype(np.float64)
+            np.testing.assert_array_equal(c.mm, mask.T @ mask)
+            zm = np.where(np.isnan(sel), 0.0, sel - mean).T @ mask
+            np.testing.assert_allclose(c.zm, zm, rtol=1e-10, atol=1e-9 * np.abs(zm).max())
+    # a boolean mask selects the same rows as their positions
+    mask = np.zeros(len(x), dtype=bool)
+    mask[rows] = True
+    np.testing.assert_array_equal(Moments.of(x, rows=mask).zz, Moments.of(x, rows=rows).zz)
+
+
+def test_blocked_moments_empty_single_row_and_integers(small_blocks):
+    x = make_x(n=600, p=4)
+    for m in (Moments.of(x[:0]), Moments.of(x, rows=np.array([], dtype=np.int64))):
+        assert m.n == 0 and m.zz.shape == (4, 4) and not m.zz.any() and not m.count.any()
+    assert Moments.of(x, rows=[], covariance=False).zz.shape == (4,)
+    one = Moments.of(x, rows=[7])
+    np.testing.assert_allclose(one.mean, x[7], rtol=1e-15)
+    assert one.merge(Moments.of(x[:0])) is one
+    ints = np.random.default_rng(5).integers(-(10**9), 10**9, size=(1000, 3))
+    mean, zz, _ = direct_moments(ints)
+    np.testing.assert_allclose(Moments.of(ints).shifted(mean).zz, zz, rtol=1e-10)
+    with pytest.raises(IndexError):
+        Moments.of(x, rows=[600])
+
+
+def test_moments_recentre_when_the_first_block_is_far_from_the_mean(small_blocks):
+    x = make_x(n=5000, p=4, seed=9)
+    x[:1000, 2] = np.nan  # the first block says nothing about this column ...
+    x[:, 2] += 1e8  # ... whose mean is far from 0 compared with its spread
+    x[:300, 3] += 1e6  # and a first block far from the rest
+    mean, zz, var = direct_moments(x)
+    m = Moments.of(x)
+    np.testing.assert_allclose(m.shifted(mean).zz, zz, rtol=1e-10)
+    v = Moments.of(x, covariance=False)
+    np.testing.assert_allclose(v.zz / v.count - (v.s1 / v.count) ** 2, var, rtol=1e-9)
+
+
+def test_blocked_transform_matches_direct(small_blocks):
+    x = make_x(n=2000, p=6, seed=10)
+    sp = ScalePCA(n_components=3).fit(x)
+    x[np.random.default_rng(6).random(x.shape) < 0.01] = np.nan
+    x[5] = np.nan  # a whole row missing
+    imputed = np.where(np.isnan(x), sp.mean_, x)
+    want = ((imputed - sp.mean_) / sp.scale_) @ sp.components_.T
+    for a in (x, x.astype(np.float32), np.asfortranarray(x), np.asfortranarray(x, np.float32)):
+        got = sp.transform_array(a)
+        assert got.dtype == np.float32 and got.shape == (2000, 3)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    scale_only = ScalePCA().fit(x)
+    got = scale_only.transform_array(x)
+    np.testing.assert_allclose(got, (x - scale_only.mean_) / scale_only.scale_, rtol=1e-6)
+    assert np.isnan(got).sum() == np.isnan(x).sum()  # not imputed without PCA
+    assert sp.transform_array(x[:0]).shape == (0, 3)
