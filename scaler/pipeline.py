@@ -889,23 +889,43 @@ def _persist_parts(
     """Persist each split part of ``frames`` (delayed featurized partitions)
     as its own Dask dataframe, computing every frame once. Training then
     reads its rows without a filtered copy; parts without rows are left out.
-    One task cuts each frame into its parts, on the worker that made it, so
-    every worker that trains also holds validation rows (XGBoost needs them
-    on each worker when a feature is categorical); the whole frame leaves
-    memory once it is cut. Returns the parts and the futures of each part's
-    partitions (Dask recomputes a lost one from the graph)."""
+    One task cuts each frame into its parts, and the parts stay on the
+    worker that cut them (pinned there, not left to the scheduler, which
+    may move a cheap task to an idle worker): every worker that trains
+    also holds validation rows, which XGBoost needs on each worker when a
+    feature is categorical. The whole frame leaves memory once it is cut.
+    Returns the parts and the futures of each part's partitions (a lost
+    one is recomputed from the graph, on any worker)."""
+    import operator
+
     import dask
     import dask.dataframe as dd
     from distributed import wait
 
     names = [n for n in PART_CODES if counts.get(n)]
     codes = tuple(PART_CODES[n] for n in names)
-    cut = [dask.delayed(_split_rows, nout=len(codes), pure=False)(f, codes) for f in frames]
-    futs = cl.compute([c[i] for c in cut for i in range(len(codes))])
-    by_part = {n: futs[i :: len(codes)] for i, n in enumerate(names)}
+    cut = cl.compute([dask.delayed(_split_rows, pure=False)(f, codes) for f in frames])
     if prog is not None:
-        prog.track(by_part[names[0]], "transform")
-    wait(futs)
+        prog.track(cut, "transform")
+    wait(cut)
+    where = cl.who_has(cut)  # one round trip for all
+    by_part: dict[str, list[Any]] = {n: [] for n in names}
+    c = None
+    for c in cut:
+        holders = list(where.get(c.key, ()))
+        for i, n in enumerate(names):
+            by_part[n].append(
+                cl.submit(
+                    operator.getitem,
+                    c,
+                    i,
+                    workers=holders or None,
+                    allow_other_workers=True,  # recomputed anywhere if that worker is lost
+                    pure=False,
+                )
+            )
+    del cut, c
+    wait([f for fs in by_part.values() for f in fs])
     parts = {
         name: dd.from_delayed(fs, meta=meta, verify_meta=False) for name, fs in by_part.items()
     }
