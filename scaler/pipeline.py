@@ -742,7 +742,8 @@ class Prepared:
 
         ho, spec = self.parts["holdout"], self.spec
         smeta = score_holdout(self._meta.iloc[:0], model, spec)
-        shared = dask.delayed(model, pure=False)  # shipped once per worker, not once per task
+        # shipped once per worker, not once per task; one thread per task
+        shared = dask.delayed(model._for_tasks(), pure=False)
         pairs = [
             dask.delayed(score_and_summarize, nout=2, pure=False)(p, shared, spec)
             for p in ho.to_delayed()
