@@ -83,7 +83,7 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
     config; says on ``echo`` whether it is a hit or why it is a miss."""
     import dask
 
-    from scaler.pipeline import Prepared, _persist_parts
+    from scaler.pipeline import Prepared, _part_codes, _persist_parts
     from scaler.preprocess import Preprocessor
 
     fp = fingerprint(cfg, spec)
@@ -95,9 +95,13 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
     pre = Preprocessor.from_state(m["preprocess"], arrays(cfg, m))
     meta = features_meta(pre, spec, df)
     dtypes = {c: meta.dtypes[c] for c in meta.columns}
-    frames = [dask.delayed(_restore)(p, dtypes) for p in feats[list(meta.columns)].to_delayed()]
     counts = {k: int(v) for k, v in m["counts"].items()}
-    parts, futs = _persist_parts(client, frames, meta, counts)
+    names, codes = _part_codes(counts)
+    cut = [
+        dask.delayed(_restore, pure=False)(p, dtypes, codes)
+        for p in feats[list(meta.columns)].to_delayed()
+    ]
+    parts, futs = _persist_parts(client, cut, names, meta)
     echo(
         f"[features] cache hit at {redact(cache_url(cfg))} (fingerprint {fp[:12]}): "
         "skipped reading, fitting and transforming"
@@ -136,8 +140,11 @@ def _load(cfg: RunConfig, fp: str) -> tuple[Any, dict[str, Any]] | str:
     return feats, m
 
 
-def _restore(df: Any, dtypes: dict[str, Any]) -> Any:
-    return df.astype(dtypes)
+def _restore(df: Any, dtypes: dict[str, Any], codes: tuple[int, ...]) -> tuple[Any, ...]:
+    """A cached partition with its dtypes, cut into its split parts."""
+    from scaler.pipeline import _split_rows
+
+    return _split_rows(df.astype(dtypes), codes)
 
 
 def arrays(cfg: RunConfig, m: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -693,6 +693,7 @@ class Prepared:
                 train_eval_fraction=mc.train_eval_fraction,
                 bin_sample_rows=mc.bin_sample_rows,
                 train_rows=self.counts["train"],
+                train_parts=self._futures.get("train"),
                 **train_kwargs,
             )
         model = Model(
@@ -870,6 +871,14 @@ def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[bool,
     return bool(mode), "[preprocess] hold_raw"
 
 
+def featurize_split(
+    df: pd.DataFrame, spec: Spec, pre: Preprocessor, classes: list[Any], codes: tuple[int, ...]
+) -> tuple[pd.DataFrame, ...]:
+    """:func:`featurize_partition` cut into the rows of each split part in
+    ``codes``, in one task."""
+    return _split_rows(featurize_partition(df, spec, pre, classes), codes)
+
+
 def _split_rows(frame: pd.DataFrame, codes: tuple[int, ...]) -> tuple[pd.DataFrame, ...]:
     """The rows of each split part ``codes`` of a featurized partition (the
     frame itself when all its rows are of a single part)."""
@@ -884,13 +893,20 @@ def _split_rows(frame: pd.DataFrame, codes: tuple[int, ...]) -> tuple[pd.DataFra
 PART_CODES = {"train": TRAIN, "valid": VALID, "holdout": HOLDOUT}
 
 
+def _part_codes(counts: dict[str, int]) -> tuple[list[str], tuple[int, ...]]:
+    """The split parts that have rows, and their codes."""
+    names = [n for n in PART_CODES if counts.get(n)]
+    return names, tuple(PART_CODES[n] for n in names)
+
+
 def _persist_parts(
-    cl: Any, frames: list[Any], meta: Any, counts: dict[str, int], prog: Progress | None = None
+    cl: Any, cut: list[Any], names: list[str], meta: Any, prog: Progress | None = None
 ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Persist each split part of ``frames`` (delayed featurized partitions)
-    as its own Dask dataframe, computing every frame once. Training then
+    """Persist each split part of featurized partitions as its own Dask
+    dataframe. ``cut`` holds one delayed tuple per partition: its rows of
+    each part in ``names`` (see :func:`featurize_split`). Training then
     reads its rows without a filtered copy; parts without rows are left out.
-    One task cuts each frame into its parts, and the parts stay on the
+    One task makes and cuts each partition, and the parts stay on the
     worker that cut them (pinned there, not left to the scheduler, which
     may move a cheap task to an idle worker): every worker that trains
     also holds validation rows, which XGBoost needs on each worker when a
@@ -899,13 +915,10 @@ def _persist_parts(
     one is recomputed from the graph, on any worker)."""
     import operator
 
-    import dask
     import dask.dataframe as dd
     from distributed import wait
 
-    names = [n for n in PART_CODES if counts.get(n)]
-    codes = tuple(PART_CODES[n] for n in names)
-    cut = cl.compute([dask.delayed(_split_rows, pure=False)(f, codes) for f in frames])
+    cut = cl.compute(cut)
     if prog is not None:
         prog.track(cut, "transform")
     wait(cut)
@@ -1027,11 +1040,13 @@ def _prepare_features(
         meta[PART] = np.array([], dtype=np.int8)
         if spec.key:
             meta[spec.key] = df._meta[spec.key]
-        frames = [
-            dask.delayed(featurize_partition)(p, spec, pre, classes) for p in src.to_delayed()
+        names, codes = _part_codes(counts)
+        cut = [
+            dask.delayed(featurize_split, pure=False)(p, spec, pre, classes, codes)
+            for p in src.to_delayed()
         ]
-        parts, futs = _persist_parts(cl, frames, meta, counts, prog)
-        del src, frames  # raw partitions are released once transformed
+        parts, futs = _persist_parts(cl, cut, names, meta, prog)
+        del src, cut  # raw partitions are released once transformed
         with contextlib.suppress(Exception):
             cl.run(_trim_memory)
     if cfg.preprocess.feature_cache:

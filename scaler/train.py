@@ -304,12 +304,24 @@ def _spread(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
     return df.iloc[np.linspace(0, len(df) - 1, k).round().astype(np.int64)] if k else df.iloc[:0]
 
 
-def _cuts_sample(client: Any, X: Any, rows: int, total: int | None = None) -> pd.DataFrame | None:
+def _spread_columns(df: pd.DataFrame, fraction: float, columns: list[str]) -> pd.DataFrame:
+    return _spread(df[columns], fraction)
+
+
+def _cuts_sample(
+    client: Any,
+    X: Any,
+    rows: int,
+    total: int | None = None,
+    parts: list[Any] | None = None,
+) -> pd.DataFrame | None:
     """About ``rows`` training rows spread over every partition of ``X``
     (a Dask dataframe), or None when sketching everything costs as little
     (a small or categorical training set: XGBoost's exact sketch).
     ``total``, the number of rows of ``X`` when the caller knows it, saves
-    counting them."""
+    counting them. ``parts``, futures of the partitions ``X`` selects its
+    columns from (persisted data), are sampled directly, one task each,
+    without building and optimising a collection graph."""
     if not rows or not hasattr(X, "map_partitions"):
         return None
     if any(isinstance(dt, pd.CategoricalDtype) for dt in X.dtypes):
@@ -318,6 +330,10 @@ def _cuts_sample(client: Any, X: Any, rows: int, total: int | None = None) -> pd
         total = int(X.map_partitions(len).sum().compute())
     if total < 4 * rows:
         return None
+    if parts:
+        cols = list(X.columns)
+        futs = [client.submit(_spread_columns, f, rows / total, cols, pure=False) for f in parts]
+        return pd.concat(client.gather(futs), ignore_index=True)
     return X.map_partitions(_spread, rows / total, meta=X._meta).compute()
 
 
@@ -483,6 +499,7 @@ def train_booster(
     train_eval_fraction: float = 0.1,
     bin_sample_rows: int = 0,
     train_rows: int | None = None,
+    train_parts: list[Any] | None = None,
 ) -> TrainResult:
     """Train on the cluster, surviving lost workers.
 
@@ -503,7 +520,9 @@ def train_booster(
     With ``bin_sample_rows`` the histogram bin edges come from that many
     training rows instead of all of them (see :class:`_SampleCuts`); a
     retry after a lost worker sketches every row. ``train_rows`` (the
-    number of training rows, when known) saves counting them for that.
+    number of training rows, when known) saves counting them for that, and
+    ``train_parts`` (futures of the persisted partitions the training data
+    selects its columns from) sampling them through a collection graph.
     """
     import time
 
@@ -532,7 +551,9 @@ def train_booster(
             Xt, yt, Xv, yv = make_data()
             # A retry sketches every row: XGBoost's own path, the one the
             # lost-worker tests exercise (no scattered sample to recover).
-            cuts = _cuts_sample(client, Xt, bin_sample_rows if attempt == 0 else 0, train_rows)
+            cuts = _cuts_sample(
+                client, Xt, bin_sample_rows if attempt == 0 else 0, train_rows, train_parts
+            )
             dtrain = _quantile_matrix(
                 client, Xt, yt, cuts, enable_categorical=True, max_bin=max_bin
             )

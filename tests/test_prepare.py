@@ -152,6 +152,9 @@ def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
     fcols = prep.preprocessor.output_columns
     sample = _cuts_sample(client, prep.parts["train"][fcols], 10_000)
     assert sample is not None and 10_000 <= len(sample) <= 10_050
+    # the same rows when sampled straight from the persisted partitions
+    direct = _cuts_sample(client, prep.parts["train"][fcols], 10_000, parts=prep._futures["train"])
+    pd.testing.assert_frame_equal(direct, sample.reset_index(drop=True))
     local = xgboost.QuantileDMatrix(_quantile_rows(sample, 256))
     _, cut_values = local.get_quantile_cut()
     cuts = np.asarray(cut_values, dtype=np.float32)
