@@ -101,7 +101,7 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
         dask.delayed(_restore, pure=False)(p, dtypes, codes)
         for p in feats[list(meta.columns)].to_delayed()
     ]
-    parts, futs = _persist_parts(client, cut, names, meta)
+    parts, futs, _ = _persist_parts(client, cut, names, meta)
     echo(
         f"[features] cache hit at {redact(cache_url(cfg))} (fingerprint {fp[:12]}): "
         "skipped reading, fitting and transforming"

@@ -632,6 +632,8 @@ class Prepared:
     client: Any = field(repr=False, default=None)
     _meta: Any = field(repr=False, default=None)
     _futures: dict[str, list[Any]] = field(repr=False, default_factory=dict)
+    # training's bin-edge sample (futures, one per partition) and its row count
+    _cut_samples: tuple[list[Any], int] | None = field(repr=False, default=None)
 
     @property
     def features(self) -> Any:
@@ -694,6 +696,11 @@ class Prepared:
                 bin_sample_rows=mc.bin_sample_rows,
                 train_rows=self.counts["train"],
                 train_parts=self._futures.get("train"),
+                cut_samples=(
+                    self._cut_samples[0]
+                    if self._cut_samples and self._cut_samples[1] == mc.bin_sample_rows
+                    else None
+                ),
                 **train_kwargs,
             )
         model = Model(
@@ -767,7 +774,7 @@ class Prepared:
 
     def release(self) -> None:
         """Drop the persisted features from cluster memory."""
-        self.parts, self._futures = {}, {}
+        self.parts, self._futures, self._cut_samples = {}, {}, None
 
     def __enter__(self) -> Prepared:
         return self
@@ -872,11 +879,24 @@ def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[bool,
 
 
 def featurize_split(
-    df: pd.DataFrame, spec: Spec, pre: Preprocessor, classes: list[Any], codes: tuple[int, ...]
+    df: pd.DataFrame,
+    spec: Spec,
+    pre: Preprocessor,
+    classes: list[Any],
+    codes: tuple[int, ...],
+    sample: float = 0.0,
 ) -> tuple[pd.DataFrame, ...]:
     """:func:`featurize_partition` cut into the rows of each split part in
-    ``codes``, in one task."""
-    return _split_rows(featurize_partition(df, spec, pre, classes), codes)
+    ``codes``, in one task. With ``sample`` > 0, one more frame follows:
+    that fraction of the training rows' model features, evenly spaced (the
+    rows training takes its bin edges from)."""
+    from scaler.train import _spread
+
+    parts = _split_rows(featurize_partition(df, spec, pre, classes), codes)
+    if sample <= 0:
+        return parts
+    train = parts[codes.index(TRAIN)]
+    return (*parts, _spread(train[pre.output_columns], sample))
 
 
 def _split_rows(frame: pd.DataFrame, codes: tuple[int, ...]) -> tuple[pd.DataFrame, ...]:
@@ -900,8 +920,14 @@ def _part_codes(counts: dict[str, int]) -> tuple[list[str], tuple[int, ...]]:
 
 
 def _persist_parts(
-    cl: Any, cut: list[Any], names: list[str], meta: Any, prog: Progress | None = None
-) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    cl: Any,
+    cut: list[Any],
+    names: list[str],
+    meta: Any,
+    prog: Progress | None = None,
+    *,
+    with_extra: bool = False,
+) -> tuple[dict[str, Any], dict[str, list[Any]], list[Any]]:
     """Persist each split part of featurized partitions as its own Dask
     dataframe. ``cut`` holds one delayed tuple per partition: its rows of
     each part in ``names`` (see :func:`featurize_split`). Training then
@@ -911,8 +937,9 @@ def _persist_parts(
     may move a cheap task to an idle worker): every worker that trains
     also holds validation rows, which XGBoost needs on each worker when a
     feature is categorical. The whole frame leaves memory once it is cut.
-    Returns the parts and the futures of each part's partitions (a lost
-    one is recomputed from the graph, on any worker)."""
+    Returns the parts, the futures of each part's partitions (a lost one
+    is recomputed from the graph, on any worker), and, ``with_extra``, the
+    futures of each tuple's one more, last element (else an empty list)."""
     import operator
 
     import dask.dataframe as dd
@@ -938,12 +965,14 @@ def _persist_parts(
                     pure=False,
                 )
             )
+    # one more element per tuple (a sample): wherever it lands
+    extra = [cl.submit(operator.getitem, c, -1, pure=False) for c in cut] if with_extra else []
     del cut, c
     wait([f for fs in by_part.values() for f in fs])
     parts = {
         name: dd.from_delayed(fs, meta=meta, verify_meta=False) for name, fs in by_part.items()
     }
-    return parts, by_part
+    return parts, by_part, extra
 
 
 def _prepare_features(
@@ -1041,11 +1070,16 @@ def _prepare_features(
         if spec.key:
             meta[spec.key] = df._meta[spec.key]
         names, codes = _part_codes(counts)
+        # training's bin-edge sample, taken while the features are made
+        n_cut = cfg.model.bin_sample_rows
+        sample = n_cut / counts["train"] if n_cut and counts["train"] >= 4 * n_cut else 0.0
+        if spec.categorical:
+            sample = 0.0  # categorical features: XGBoost sketches every row
         cut = [
-            dask.delayed(featurize_split, pure=False)(p, spec, pre, classes, codes)
+            dask.delayed(featurize_split, pure=False)(p, spec, pre, classes, codes, sample)
             for p in src.to_delayed()
         ]
-        parts, futs = _persist_parts(cl, cut, names, meta, prog)
+        parts, futs, samples = _persist_parts(cl, cut, names, meta, prog, with_extra=sample > 0)
         del src, cut  # raw partitions are released once transformed
         with contextlib.suppress(Exception):
             cl.run(_trim_memory)
@@ -1073,6 +1107,7 @@ def _prepare_features(
         client=cl,
         _meta=meta,
         _futures=futs,
+        _cut_samples=(samples, n_cut) if samples else None,
     )
 
 

@@ -337,17 +337,22 @@ def _cuts_sample(
     return X.map_partitions(_spread, rows / total, meta=X._meta).compute()
 
 
-def _quantile_matrix(client: Any, X: Any, y: Any, sample: pd.DataFrame | None, **kw: Any) -> Any:
+def _sample_quantile_rows(samples: list[pd.DataFrame], max_bin: int | None) -> pd.DataFrame:
+    """:func:`_quantile_rows` of per-partition samples (run on a worker:
+    only the ``max_bin`` rows travel)."""
+    return _quantile_rows(pd.concat(samples, ignore_index=True), max_bin)
+
+
+def _quantile_matrix(client: Any, X: Any, y: Any, rows: pd.DataFrame | None, **kw: Any) -> Any:
+    """The training matrix; with ``rows`` (:func:`_quantile_rows` of a
+    sample) its bin edges come from them (:class:`_SampleCuts`)."""
     import xgboost.dask as dxgb
 
-    if sample is None:
+    if rows is None:
         return dxgb.DaskQuantileDMatrix(client, X, y, **kw)
 
     # One copy per worker, not one inside every training task's arguments.
-    max_bin = kw.get("max_bin")
-    cuts = client.scatter(
-        _SampleCuts(_quantile_rows(sample, max_bin), max_bin), broadcast=True, hash=False
-    )
+    cuts = client.scatter(_SampleCuts(rows, kw.get("max_bin")), broadcast=True, hash=False)
 
     class _Matrix(dxgb.DaskQuantileDMatrix):
         def _create_fn_args(self, worker_addr: str) -> dict[str, Any]:
@@ -500,6 +505,7 @@ def train_booster(
     bin_sample_rows: int = 0,
     train_rows: int | None = None,
     train_parts: list[Any] | None = None,
+    cut_samples: list[Any] | None = None,
 ) -> TrainResult:
     """Train on the cluster, surviving lost workers.
 
@@ -522,7 +528,10 @@ def train_booster(
     retry after a lost worker sketches every row. ``train_rows`` (the
     number of training rows, when known) saves counting them for that, and
     ``train_parts`` (futures of the persisted partitions the training data
-    selects its columns from) sampling them through a collection graph.
+    selects its columns from) sampling them through a collection graph;
+    ``cut_samples`` (futures of per-partition samples of the training rows,
+    about ``bin_sample_rows`` in all, taken when the features were made)
+    skips sampling altogether.
     """
     import time
 
@@ -551,11 +560,18 @@ def train_booster(
             Xt, yt, Xv, yv = make_data()
             # A retry sketches every row: XGBoost's own path, the one the
             # lost-worker tests exercise (no scattered sample to recover).
-            cuts = _cuts_sample(
-                client, Xt, bin_sample_rows if attempt == 0 else 0, train_rows, train_parts
-            )
+            rows: pd.DataFrame | None = None
+            if attempt == 0 and bin_sample_rows and cut_samples:
+                rows = client.submit(
+                    _sample_quantile_rows, cut_samples, max_bin, pure=False
+                ).result()
+            else:
+                sample = _cuts_sample(
+                    client, Xt, bin_sample_rows if attempt == 0 else 0, train_rows, train_parts
+                )
+                rows = None if sample is None else _quantile_rows(sample, max_bin)
             dtrain = _quantile_matrix(
-                client, Xt, yt, cuts, enable_categorical=True, max_bin=max_bin
+                client, Xt, yt, rows, enable_categorical=True, max_bin=max_bin
             )
             evals = []
             if train_eval_fraction > 0:

@@ -146,11 +146,21 @@ def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
         large_data,
         str(tmp_path),
         preprocess={"pca": False},
-        model={"rounds": 15, "early_stopping": 0, "valid_fraction": 0.0},
+        model={
+            "rounds": 15,
+            "early_stopping": 0,
+            "valid_fraction": 0.0,
+            "bin_sample_rows": 10_000,
+        },
     )
     prep = scaler.prepare(cfg, client=client, progress=False)
     fcols = prep.preprocessor.output_columns
     sample = _cuts_sample(client, prep.parts["train"][fcols], 10_000)
+    # the transform took the same rows while making the features
+    futs, n = prep._cut_samples
+    assert n == 10_000 and len(futs) == len(prep._futures["train"])
+    taken = pd.concat(client.gather(futs), ignore_index=True)
+    pd.testing.assert_frame_equal(taken, sample.reset_index(drop=True))
     assert sample is not None and 10_000 <= len(sample) <= 10_050
     # the same rows when sampled straight from the persisted partitions
     direct = _cuts_sample(client, prep.parts["train"][fcols], 10_000, parts=prep._futures["train"])
