@@ -189,7 +189,8 @@ class Chart:
                 xs.append(s.x)
             elif s.kind == "hline":
                 ys.append(s.y)
-        return self._pad(self.xlim, xs, bars=False), self._pad(self.ylim, ys, bars=True)
+        hbars = any(s.kind == "hbars" for s in self.series)  # bars start at x = 0
+        return self._pad(self.xlim, xs, bars=hbars), self._pad(self.ylim, ys, bars=True)
 
     def _pad(self, given: Any, vals: list[float], *, bars: bool) -> tuple[float, float]:
         if given is not None:

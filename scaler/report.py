@@ -199,28 +199,24 @@ def _plot_timings(timings: dict[str, float]) -> bytes:
     return _svg(c.svg())
 
 
+def _unit_chart(title: str, xlabel: str, ylabel: str, legend: str) -> Chart:
+    """Axes over [0, 1] x [0, 1], for rates."""
+    return Chart(
+        width=440,
+        height=380,
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        xlim=(0, 1),
+        ylim=(0, 1.005),
+        legend=legend,
+    )
+
+
 def _curve_charts() -> tuple[Chart, Chart]:
-    roc = Chart(
-        width=440,
-        height=380,
-        title="ROC (holdout)",
-        xlabel="false positive rate",
-        ylabel="true positive rate",
-        xlim=(0, 1),
-        ylim=(0, 1.005),
-        legend="lower right",
-    )
+    roc = _unit_chart("ROC (holdout)", "false positive rate", "true positive rate", "lower right")
     roc.line([0, 1], [0, 1], color="#999", dash=True)
-    pr = Chart(
-        width=440,
-        height=380,
-        title="Precision-recall (holdout)",
-        xlabel="recall",
-        ylabel="precision",
-        xlim=(0, 1),
-        ylim=(0, 1.005),
-        legend="lower left",
-    )
+    pr = _unit_chart("Precision-recall (holdout)", "recall", "precision", "lower left")
     return roc, pr
 
 

@@ -171,6 +171,19 @@ def test_svg_ticks_and_thinning():
     assert np.abs(np.interp(x, tx, ty) - y).max() < 0.5
 
 
+def test_svg_bars_are_proportional_to_their_values():
+    from scaler._svg import Chart
+
+    c = Chart(title="importance")
+    c.hbars(["a", "b", "c"], [12.0, 6.0, 3.0], color="#31a354")
+    widths = [
+        float(w) for w in re.findall(r'width="([\d.]+)" height="[\d.]+" fill="#31a354"', c.svg())
+    ]
+    assert len(widths) == 3
+    assert widths[0] / widths[1] == pytest.approx(2, rel=2e-3)
+    assert widths[1] / widths[2] == pytest.approx(2, rel=2e-3)
+
+
 def test_regression_report_has_residual_plots(client, regression_data, tmp_path):
     cfg = base_config(
         regression_data, str(tmp_path), model={"objective": "reg:squarederror"}, split={}
