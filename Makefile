@@ -33,8 +33,8 @@ test: $(VENV)/.installed-test chromium
 	$(BIN)/python -m pytest -ra --durations=15
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check scaler tests
-	$(BIN)/ruff format --check scaler tests
+	$(BIN)/ruff check scaler tests benchmarks
+	$(BIN)/ruff format --check scaler tests benchmarks
 	$(BIN)/mypy scaler
 
 bench: $(VENV)/.installed-test

@@ -88,8 +88,18 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("scaler", "dask", "distributed", "dask-ml", "xgboost", "pandas", "pyarrow",
-                "scikit-learn", "numpy", "psutil"):
+    for pkg in (
+        "scaler",
+        "dask",
+        "distributed",
+        "dask-ml",
+        "xgboost",
+        "pandas",
+        "pyarrow",
+        "scikit-learn",
+        "numpy",
+        "psutil",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -99,7 +109,10 @@ def versions() -> dict[str, str]:
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "scaler"], cwd=ROOT, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--", "scaler"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         out["git_commit"] = commit + (" (scaler/ has uncommitted changes)" if dirty else "")
     except OSError:
@@ -111,12 +124,19 @@ def versions() -> dict[str, str]:
 def pin_scaler(ref: str, data_dir: str) -> dict[str, str]:
     """Extract ``scaler/`` of git ``ref`` into ``data_dir/src/<sha>`` so that a
     long run measures one fixed version even while the working tree changes."""
-    sha = subprocess.run(["git", "rev-parse", "--verify", ref + "^{commit}"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", ref + "^{commit}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     dest = os.path.join(data_dir, "src", sha)
     if not os.path.isdir(os.path.join(dest, "scaler")):
         os.makedirs(dest, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha, "scaler"], cwd=ROOT, capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", sha, "scaler"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
     return {"ref": ref, "commit": sha, "path": dest}
 
@@ -139,8 +159,9 @@ def _read_json(path: str) -> dict[str, Any]:
         return {}
 
 
-def run_side(side: str, rows: int, data: str, work: str, logf: str, tag: str,
-             a: argparse.Namespace, i: int) -> dict[str, Any]:
+def run_side(
+    side: str, rows: int, data: str, work: str, logf: str, tag: str, a: argparse.Namespace, i: int
+) -> dict[str, Any]:
     out_json = os.path.join(work, f"{side}.json")
     if os.path.exists(out_json):
         os.remove(out_json)
@@ -148,14 +169,28 @@ def run_side(side: str, rows: int, data: str, work: str, logf: str, tag: str,
     if side == "baseline" and a.baseline_train_eval:
         args.append("--train-eval")
     if side == "scaler":
-        args += ["--out", os.path.join(work, "scaler-output"), "--workers", str(a.workers),
-                 "--threads", str(a.threads), "--memory-limit", a.memory_limit]
+        args += [
+            "--out",
+            os.path.join(work, "scaler-output"),
+            "--workers",
+            str(a.workers),
+            "--threads",
+            str(a.threads),
+            "--memory-limit",
+            a.memory_limit,
+        ]
         if a.performance_report and i == 0:
             args += ["--performance-report", os.path.join(a.out, f"{tag}-performance-report.html")]
     log(f"[{rows:,} rows] {side} (run {i + 1}/{a.repeat}) ...")
     load = [round(x, 2) for x in os.getloadavg()]
-    m = run_monitored(_side_cmd(side, *args), cwd=ROOT, env=_side_env(a), log_path=logf,
-                      kill_above=int(a.kill_above_gb * GiB), timeout=a.timeout)
+    m = run_monitored(
+        _side_cmd(side, *args),
+        cwd=ROOT,
+        env=_side_env(a),
+        log_path=logf,
+        kill_above=int(a.kill_above_gb * GiB),
+        timeout=a.timeout,
+    )
     r = _read_json(out_json)
     if m.killed:
         r["status"] = m.killed
@@ -163,9 +198,11 @@ def run_side(side: str, rows: int, data: str, work: str, logf: str, tag: str,
         r["status"] = f"process exited with code {m.returncode} (see {os.path.relpath(logf, ROOT)})"
     r["process"] = m.to_dict()
     r["load_before"] = load
-    log(f"[{rows:,} rows] {side}: {r.get('status')} in {m.wall_s:.1f} s, "
+    log(
+        f"[{rows:,} rows] {side}: {r.get('status')} in {m.wall_s:.1f} s, "
         f"peak RSS {m.peak_rss / GiB:.2f} GiB, PSS {m.peak_pss / GiB:.2f} GiB, "
-        f"timings {r.get('timings')}")
+        f"timings {r.get('timings')}"
+    )
     return r
 
 
@@ -180,12 +217,18 @@ def run_size(rows: int, a: argparse.Namespace, tag: str) -> dict[str, Any]:
 
     log(f"[{rows:,} rows] dataset {data}")
     gen = os.path.join(work, "generate.json")
-    g = run_monitored(_side_cmd("generate", "--data", data, "--rows", str(rows), "--result", gen),
-                      cwd=ROOT, env=_side_env(a), log_path=logf)
+    g = run_monitored(
+        _side_cmd("generate", "--data", data, "--rows", str(rows), "--result", gen),
+        cwd=ROOT,
+        env=_side_env(a),
+        log_path=logf,
+    )
     res["generate"] = {**_read_json(gen), "returncode": g.returncode}
     if g.returncode != 0:
         raise SystemExit(f"dataset generation failed (rc={g.returncode}); see {logf}")
-    log(f"[{rows:,} rows] dataset ready ({'reused' if res['generate'].get('existed') else 'generated'})")
+    log(
+        f"[{rows:,} rows] dataset ready ({'reused' if res['generate'].get('existed') else 'generated'})"
+    )
 
     sides = []
     if not a.skip_baseline:
@@ -205,8 +248,21 @@ def run_size(rows: int, a: argparse.Namespace, tag: str) -> dict[str, Any]:
             res[side] = runs[side][-1]
         if a.repeat > 1:
             res[side + "_all_runs"] = [
-                {k: r.get(k) for k in ("status", "timings", "auc", "load_before", "plain_read_before", "plain_read_after")}
-                | {"peak_rss_bytes": r["process"]["peak_rss_bytes"], "peak_pss_bytes": r["process"]["peak_pss_bytes"]}
+                {
+                    k: r.get(k)
+                    for k in (
+                        "status",
+                        "timings",
+                        "auc",
+                        "load_before",
+                        "plain_read_before",
+                        "plain_read_after",
+                    )
+                }
+                | {
+                    "peak_rss_bytes": r["process"]["peak_rss_bytes"],
+                    "peak_pss_bytes": r["process"]["peak_pss_bytes"],
+                }
                 for r in runs[side]
             ]
     res["comparison"] = compare(res)
@@ -230,28 +286,69 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
     def row(stage: str, bv: float | None, sv: float | None, note: str = "") -> None:
-        rows.append({"stage": stage, "baseline_s": bv, "scaler_s": sv, "ratio": _ratio(sv, bv), "note": note})
+        rows.append(
+            {
+                "stage": stage,
+                "baseline_s": bv,
+                "scaler_s": sv,
+                "ratio": _ratio(sv, bv),
+                "note": note,
+            }
+        )
 
     scan, transform = st.get("scan"), st.get("transform")
     s_pre = scan + transform if scan is not None and transform is not None else None
     b_rp = bt["read"] + bt["preprocess"] if "read" in bt and "preprocess" in bt else None
-    row("read", bt.get("read"), None, "scaler: fused into its scan stage (one pass reads and computes all statistics)")
-    row("preprocess", bt.get("preprocess"), s_pre,
-        "scaler: scan (read + split + moments) + transform (2nd read + scale/PCA, persisted); baseline: split + fit + transform, no read")
+    row(
+        "read",
+        bt.get("read"),
+        None,
+        "scaler: fused into its scan stage (one pass reads and computes all statistics)",
+    )
+    row(
+        "preprocess",
+        bt.get("preprocess"),
+        s_pre,
+        "scaler: scan (read + split + moments) + transform (2nd read + scale/PCA, persisted); baseline: split + fit + transform, no read",
+    )
     row("read + preprocess", b_rp, s_pre, "the comparable figure")
-    row("train", bt.get("train"), st.get("train"), "scaler: DaskQuantileDMatrix + xgboost.dask.train; baseline: QuantileDMatrix + xgboost.train")
-    row("predict", bt.get("predict"), st.get("evaluate"), "scaler: evaluate stage (score holdout on the cluster + metrics)")
+    row(
+        "train",
+        bt.get("train"),
+        st.get("train"),
+        "scaler: DaskQuantileDMatrix + xgboost.dask.train; baseline: QuantileDMatrix + xgboost.train",
+    )
+    row(
+        "predict",
+        bt.get("predict"),
+        st.get("evaluate"),
+        "scaler: evaluate stage (score holdout on the cluster + metrics)",
+    )
     known = {"scan", "transform", "train", "evaluate", "write", "total"}
     extra = {k: v for k, v in st.items() if k not in known}
     w = st.get("write")
     if w is not None and extra:
         w += sum(extra.values())
-    row("write", None, w, "scaler only: scored holdout Parquet + model bundle"
-        + "".join(f" + {k} stage ({v:.2f} s)" for k, v in extra.items()))
-    row("total", bt.get("total"), st.get("total"), "scaler: RunResult.timings['total'] on a running cluster")
+    row(
+        "write",
+        None,
+        w,
+        "scaler only: scored holdout Parquet + model bundle"
+        + "".join(f" + {k} stage ({v:.2f} s)" for k, v in extra.items()),
+    )
+    row(
+        "total",
+        bt.get("total"),
+        st.get("total"),
+        "scaler: RunResult.timings['total'] on a running cluster",
+    )
     cs = s.get("cluster_start_s")
-    row("total + cluster start", bt.get("total"), (st["total"] + cs) if "total" in st and cs is not None else None,
-        "scaler: plus starting the LocalCluster")
+    row(
+        "total + cluster start",
+        bt.get("total"),
+        (st["total"] + cs) if "total" in st and cs is not None else None,
+        "scaler: plus starting the LocalCluster",
+    )
 
     pr = [s.get(k, {}).get("seconds") for k in ("plain_read_before", "plain_read_after")]
     pr = [x for x in pr if x is not None]
@@ -261,30 +358,45 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
         "stages": rows,
         "plain_read_s": plain,
         "plain_read_runs_s": pr,
-        "auc": {"baseline": b.get("auc"), "scaler": s.get("auc"),
-                "diff": (s["auc"] - b["auc"]) if "auc" in s and "auc" in b else None},
-        "peak_rss_bytes": {"baseline": bp.get("peak_rss_bytes"), "scaler": sp.get("peak_rss_bytes")},
-        "peak_pss_bytes": {"baseline": bp.get("peak_pss_bytes"), "scaler": sp.get("peak_pss_bytes")},
+        "auc": {
+            "baseline": b.get("auc"),
+            "scaler": s.get("auc"),
+            "diff": (s["auc"] - b["auc"]) if "auc" in s and "auc" in b else None,
+        },
+        "peak_rss_bytes": {
+            "baseline": bp.get("peak_rss_bytes"),
+            "scaler": sp.get("peak_rss_bytes"),
+        },
+        "peak_pss_bytes": {
+            "baseline": bp.get("peak_pss_bytes"),
+            "scaler": sp.get("peak_pss_bytes"),
+        },
     }
     targets: dict[str, Any] = {}
     if b_ok and s_ok:
         r_total = st["total"] / bt["total"]
         targets["total <= 0.75 x baseline"] = {"value": r_total, "holds": r_total <= 0.75}
         r_total_cs = (st["total"] + (cs or 0)) / bt["total"]
-        targets["total incl. cluster start <= 0.75 x baseline"] = {"value": r_total_cs, "holds": r_total_cs <= 0.75}
+        targets["total incl. cluster start <= 0.75 x baseline"] = {
+            "value": r_total_cs,
+            "holds": r_total_cs <= 0.75,
+        }
         d = abs(s["auc"] - b["auc"])
         targets["AUC difference (absolute) <= 0.003"] = {"value": d, "holds": d <= 0.003}
         for k in ("peak_rss_bytes", "peak_pss_bytes"):
             bv, sv = out[k]["baseline"], out[k]["scaler"]
             if bv and sv:
-                targets[f"peak memory ({k[5:8].upper()} sum) <= baseline"] = {"value": sv / bv, "holds": sv <= bv}
+                targets[f"peak memory ({k[5:8].upper()} sum) <= baseline"] = {
+                    "value": sv / bv,
+                    "holds": sv <= bv,
+                }
     if s_ok and plain and s_pre is not None:
         r = s_pre / plain
         targets["preprocess <= 1.5 x plain parallel read"] = {"value": r, "holds": r <= 1.5}
     ba, sa = res.get("baseline_all_runs") or [], res.get("scaler_all_runs") or []
     pairs = [
         (y["timings"]["total"] / x["timings"]["total"])
-        for x, y in zip(ba, sa)
+        for x, y in zip(ba, sa, strict=False)  # pairs as far as both sides ran
         if x.get("status") == "ok" and y.get("status") == "ok"
     ]
     per_run = []
@@ -298,12 +410,20 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
         per_run.sort()
         out["preprocess_over_read_per_run"] = per_run
         med = per_run[len(per_run) // 2]
-        targets["preprocess <= 1.5 x plain parallel read (median over runs, each vs its own reads)"] = {
-            "value": med, "holds": med <= 1.5}
+        targets[
+            "preprocess <= 1.5 x plain parallel read (median over runs, each vs its own reads)"
+        ] = {"value": med, "holds": med <= 1.5}
     if pairs:
         out["paired_total_ratios"] = pairs
-        med = sorted(pairs)[len(pairs) // 2] if len(pairs) % 2 else sum(sorted(pairs)[len(pairs) // 2 - 1:len(pairs) // 2 + 1]) / 2
-        targets["total <= 0.75 x baseline (median of paired runs)"] = {"value": med, "holds": med <= 0.75}
+        med = (
+            sorted(pairs)[len(pairs) // 2]
+            if len(pairs) % 2
+            else sum(sorted(pairs)[len(pairs) // 2 - 1 : len(pairs) // 2 + 1]) / 2
+        )
+        targets["total <= 0.75 x baseline (median of paired runs)"] = {
+            "value": med,
+            "holds": med <= 0.75,
+        }
     out["targets"] = targets
     return out
 
@@ -324,36 +444,71 @@ def markdown(res: dict[str, Any], meta: dict[str, Any]) -> str:
     c = res["comparison"]
     b, s = res.get("baseline", {}), res.get("scaler", {})
     L = [f"### {res['rows']:,} rows x 50 float32 features, 16 files", ""]
-    L.append(f"baseline: {b.get('status', 'skipped')}; scaler: {s.get('status', 'skipped')}; "
-             f"cluster {_layout(s, meta)}, memory_limit {meta['memory_limit']}")
-    L += ["", "| stage | baseline (s) | scaler (s) | scaler / baseline | note |", "|---|---:|---:|---:|---|"]
+    L.append(
+        f"baseline: {b.get('status', 'skipped')}; scaler: {s.get('status', 'skipped')}; "
+        f"cluster {_layout(s, meta)}, memory_limit {meta['memory_limit']}"
+    )
+    L += [
+        "",
+        "| stage | baseline (s) | scaler (s) | scaler / baseline | note |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in c["stages"]:
-        L.append(f"| {r['stage']} | {_f(r['baseline_s'])} | {_f(r['scaler_s'])} | {_f(r['ratio'])} | {r['note']} |")
+        L.append(
+            f"| {r['stage']} | {_f(r['baseline_s'])} | {_f(r['scaler_s'])} | {_f(r['ratio'])} | {r['note']} |"
+        )
     pr = c["plain_read_s"]
-    L.append(f"| plain parallel read (same cluster) | | {_f(pr)} | | fastest of {', '.join(_f(x) for x in c['plain_read_runs_s'])} s (before / after the run) |")
+    L.append(
+        f"| plain parallel read (same cluster) | | {_f(pr)} | | fastest of {', '.join(_f(x) for x in c['plain_read_runs_s'])} s (before / after the run) |"
+    )
     a = c["auc"]
-    L.append(f"| holdout AUC | {_f(a['baseline'], 5)} | {_f(a['scaler'], 5)} | diff {_f(a['diff'], 5)} | same split (hash of id), same holdout rows |")
-    for k, name in (("peak_rss_bytes", "peak RSS, all processes (GiB)"), ("peak_pss_bytes", "peak PSS, all processes (GiB)")):
+    L.append(
+        f"| holdout AUC | {_f(a['baseline'], 5)} | {_f(a['scaler'], 5)} | diff {_f(a['diff'], 5)} | same split (hash of id), same holdout rows |"
+    )
+    for k, name in (
+        ("peak_rss_bytes", "peak RSS, all processes (GiB)"),
+        ("peak_pss_bytes", "peak PSS, all processes (GiB)"),
+    ):
         bv, sv = c[k]["baseline"], c[k]["scaler"]
-        L.append(f"| {name} | {_f(bv / GiB if bv else None)} | {_f(sv / GiB if sv else None)} | "
-                 f"{_f(_ratio(sv, bv))} | sampled every 0.1 s (PSS every 0.5 s) |")
+        L.append(
+            f"| {name} | {_f(bv / GiB if bv else None)} | {_f(sv / GiB if sv else None)} | "
+            f"{_f(_ratio(sv, bv))} | sampled every 0.1 s (PSS every 0.5 s) |"
+        )
     if c["targets"]:
         L += ["", "| target (issue 4) | measured | holds |", "|---|---:|:---:|"]
         for k, v in c["targets"].items():
             L.append(f"| {k} | {v['value']:.3f} | {'yes' if v['holds'] else '**no**'} |")
     allr = [(k, res.get(f"{k}_all_runs")) for k in ("baseline", "scaler")]
     if any(v for _, v in allr):
-        L += ["", "Each side ran " + str(max(len(v or []) for _, v in allr)) + " times, alternating; the table shows the run "
-              "with the median total. All totals (s), with the 1-min load average before each run: " + "; ".join(
-                  f"{k}: " + ", ".join(f"{_f((r.get('timings') or {}).get('total'))} (load {r.get('load_before', ['?'])[0]})" for r in v)
-                  for k, v in allr if v)]
+        L += [
+            "",
+            "Each side ran "
+            + str(max(len(v or []) for _, v in allr))
+            + " times, alternating; the table shows the run "
+            "with the median total. All totals (s), with the 1-min load average before each run: "
+            + "; ".join(
+                f"{k}: "
+                + ", ".join(
+                    f"{_f((r.get('timings') or {}).get('total'))} (load {r.get('load_before', ['?'])[0]})"
+                    for r in v
+                )
+                for k, v in allr
+                if v
+            ),
+        ]
     w = s.get("workers")
     if w:
-        L += ["", "Workers after the run: " + "; ".join(
-            f"limit {_gb(v.get('memory_limit'))}, spilled {_gb(v.get('disk_write_bytes'))} in "
-            f"{v.get('disk_write_count', 0)} writes, read back {_gb(v.get('disk_read_bytes'))}"
-            if "disk_write_bytes" in v else f"limit {_gb(v.get('memory_limit'))}, {v.get('spill')}"
-            for v in w.values())]
+        L += [
+            "",
+            "Workers after the run: "
+            + "; ".join(
+                f"limit {_gb(v.get('memory_limit'))}, spilled {_gb(v.get('disk_write_bytes'))} in "
+                f"{v.get('disk_write_count', 0)} writes, read back {_gb(v.get('disk_read_bytes'))}"
+                if "disk_write_bytes" in v
+                else f"limit {_gb(v.get('memory_limit'))}, {v.get('spill')}"
+                for v in w.values()
+            ),
+        ]
     return "\n".join(L) + "\n"
 
 
@@ -365,10 +520,12 @@ def scale_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[st
     base = results[0]
     s0 = base.get("scaler", {}).get("timings", {}).get("total")
     spm0 = s0 / (base["rows"] / 1e6) if s0 else None
-    L = ["| rows | scaler total (s) | scaler s / M rows | vs smallest | scaler scan / transform / train / evaluate / write (s) "
-         "| scaler peak RSS (GiB) | scaler peak PSS (GiB) "
-         "| largest worker RSS (GiB) | worker memory_limit | spilled to disk | baseline total (s) | baseline peak RSS (GiB) | baseline status |",
-         "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    L = [
+        "| rows | scaler total (s) | scaler s / M rows | vs smallest | scaler scan / transform / train / evaluate / write (s) "
+        "| scaler peak RSS (GiB) | scaler peak PSS (GiB) "
+        "| largest worker RSS (GiB) | worker memory_limit | spilled to disk | baseline total (s) | baseline peak RSS (GiB) | baseline status |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     pts = []
     summary = []
     for r in results:
@@ -376,22 +533,34 @@ def scale_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[st
         st = s.get("timings", {}).get("total")
         spm = st / (r["rows"] / 1e6) if st else None
         sp = s.get("process", {})
-        workers_rss = [v for k, v in sp.get("per_process_peak_rss_bytes", {}).items() if k.startswith("worker")]
+        workers_rss = [
+            v for k, v in sp.get("per_process_peak_rss_bytes", {}).items() if k.startswith("worker")
+        ]
         spilled = sum(v.get("disk_write_bytes", 0) for v in s.get("workers", {}).values())
         lim = s.get("cluster", {}).get("worker_memory_limits") or []
         bp = b.get("process", {})
         if b.get("status") == "ok" and bp.get("peak_rss_bytes"):
             pts.append((r["rows"], bp["peak_rss_bytes"]))
         row = {
-            "rows": r["rows"], "scaler_total_s": st, "scaler_s_per_mrow": spm,
-            "vs_smallest": _ratio(spm, spm0), "scaler_peak_rss": sp.get("peak_rss_bytes"),
-            "scaler_peak_pss": sp.get("peak_pss_bytes"), "largest_worker_rss": max(workers_rss) if workers_rss else None,
-            "worker_memory_limit": lim[0] if lim else None, "spilled_bytes": spilled,
-            "scaler_status": s.get("status"), "baseline_total_s": b.get("timings", {}).get("total"),
-            "baseline_peak_rss": bp.get("peak_rss_bytes"), "baseline_status": b.get("status", "skipped"),
+            "rows": r["rows"],
+            "scaler_total_s": st,
+            "scaler_s_per_mrow": spm,
+            "vs_smallest": _ratio(spm, spm0),
+            "scaler_peak_rss": sp.get("peak_rss_bytes"),
+            "scaler_peak_pss": sp.get("peak_pss_bytes"),
+            "largest_worker_rss": max(workers_rss) if workers_rss else None,
+            "worker_memory_limit": lim[0] if lim else None,
+            "spilled_bytes": spilled,
+            "scaler_status": s.get("status"),
+            "baseline_total_s": b.get("timings", {}).get("total"),
+            "baseline_peak_rss": bp.get("peak_rss_bytes"),
+            "baseline_status": b.get("status", "skipped"),
         }
         row["scaler_timings"] = s.get("timings", {})
-        stages = " / ".join(_f(row["scaler_timings"].get(k), 1) for k in ("scan", "transform", "train", "evaluate", "write"))
+        stages = " / ".join(
+            _f(row["scaler_timings"].get(k), 1)
+            for k in ("scan", "transform", "train", "evaluate", "write")
+        )
         summary.append(row)
         L.append(
             f"| {r['rows']:,} | {_f(st)} | {_f(spm)} | {_f(row['vs_smallest'])} | {stages} | {_f((row['scaler_peak_rss'] or 0) / GiB)} "
@@ -410,9 +579,14 @@ def scale_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[st
         fits = (24 * GiB - icpt) / slope if slope > 0 else None
         extra["baseline_rss_per_mrow_gib"] = slope * 1e6 / GiB
         extra["baseline_rows_at_24gib"] = fits
-        L += ["", f"Baseline peak RSS grows by {slope * 1e6 / GiB:.2f} GiB per million rows "
-              f"(least squares over {n} sizes); on that line it reaches 24 GiB at about "
-              f"{fits / 1e6:.0f} M rows." if fits else ""]
+        L += [
+            "",
+            f"Baseline peak RSS grows by {slope * 1e6 / GiB:.2f} GiB per million rows "
+            f"(least squares over {n} sizes); on that line it reaches 24 GiB at about "
+            f"{fits / 1e6:.0f} M rows."
+            if fits
+            else "",
+        ]
     return "\n".join(L) + "\n", extra
 
 
@@ -437,29 +611,66 @@ def main(argv: list[str] | None = None) -> int:
     if (argv if argv is not None else sys.argv[1:])[:1] == ["--render"]:
         render((argv if argv is not None else sys.argv[1:])[1:])
         return 0
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", required=True, help="rows, or a comma-separated list for the scale table")
-    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the JSON/markdown results")
-    ap.add_argument("--data-dir", default=os.path.join(HERE, "data"), help="folder for the datasets (git-ignored)")
-    ap.add_argument("--workers", type=int, default=0, help="LocalCluster workers (0: scaler's default)")
-    ap.add_argument("--threads", type=int, default=0, help="threads per worker (0: scaler's default)")
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "--rows", required=True, help="rows, or a comma-separated list for the scale table"
+    )
+    ap.add_argument(
+        "--out", default=os.path.join(HERE, "results"), help="folder for the JSON/markdown results"
+    )
+    ap.add_argument(
+        "--data-dir",
+        default=os.path.join(HERE, "data"),
+        help="folder for the datasets (git-ignored)",
+    )
+    ap.add_argument(
+        "--workers", type=int, default=0, help="LocalCluster workers (0: scaler's default)"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=0, help="threads per worker (0: scaler's default)"
+    )
     ap.add_argument("--memory-limit", default="auto", help="per-worker memory_limit, e.g. 3GB")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run each side N times, alternating; the run with the median total is reported")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each side N times, alternating; the run with the median total is reported",
+    )
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--skip-scaler", action="store_true")
-    ap.add_argument("--baseline-train-eval", action="store_true",
-                    help="baseline also computes auc+logloss on the train matrix every round, as scaler does")
-    ap.add_argument("--performance-report", action="store_true", help="write a Dask performance_report of the scaler run")
-    ap.add_argument("--kill-above-gb", type=float, default=20.0, help="kill a side whose process tree passes this RSS")
-    ap.add_argument("--timeout", type=float, default=None, help="kill a side after this many seconds")
-    ap.add_argument("--scaler-ref", default="",
-                    help="benchmark scaler/ as of this git commit (extracted under --data-dir/src) instead of the working tree")
+    ap.add_argument(
+        "--baseline-train-eval",
+        action="store_true",
+        help="baseline also computes auc+logloss on the train matrix every round, as scaler does",
+    )
+    ap.add_argument(
+        "--performance-report",
+        action="store_true",
+        help="write a Dask performance_report of the scaler run",
+    )
+    ap.add_argument(
+        "--kill-above-gb",
+        type=float,
+        default=20.0,
+        help="kill a side whose process tree passes this RSS",
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=None, help="kill a side after this many seconds"
+    )
+    ap.add_argument(
+        "--scaler-ref",
+        default="",
+        help="benchmark scaler/ as of this git commit (extracted under --data-dir/src) instead of the working tree",
+    )
     a = ap.parse_args(argv)
     a.pinned = pin_scaler(a.scaler_ref, a.data_dir) if a.scaler_ref else None
     sizes = [int(float(x)) for x in a.rows.split(",") if x.strip()]
     os.makedirs(a.out, exist_ok=True)
-    command = "python -m benchmarks.run " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m benchmarks.run " + " ".join(
+        shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
+    )
     suffix = ""
     if a.workers or a.threads:  # not scaler's default layout: name the one it resolves to
         from dask.system import CPU_COUNT
@@ -477,13 +688,27 @@ def main(argv: list[str] | None = None) -> int:
         "workers": a.workers,
         "threads": a.threads,
         "memory_limit": a.memory_limit,
-        "scaler_under_test": (f"git {a.pinned['ref']} = {a.pinned['commit'][:10]} (extracted snapshot)"
-                              if a.pinned else "working tree"),
-        "model": {"tree_method": "hist", "max_depth": 6, "eta": 0.3, "rounds": 100, "early_stopping": "none (both sides)",
-                  "objective": "binary:logistic", "pca": 20, "holdout": 0.2, "split": "scaler.pipeline.assign_split, key id, seed 0"},
+        "scaler_under_test": (
+            f"git {a.pinned['ref']} = {a.pinned['commit'][:10]} (extracted snapshot)"
+            if a.pinned
+            else "working tree"
+        ),
+        "model": {
+            "tree_method": "hist",
+            "max_depth": 6,
+            "eta": 0.3,
+            "rounds": 100,
+            "early_stopping": "none (both sides)",
+            "objective": "binary:logistic",
+            "pca": 20,
+            "holdout": 0.2,
+            "split": "scaler.pipeline.assign_split, key id, seed 0",
+        },
     }
     m = meta["machine"]
-    log(f"machine: {m['cores']} cores, {m['ram_gib']} GiB, {m['cpu_model']}, load {m['load_average_at_start']}")
+    log(
+        f"machine: {m['cores']} cores, {m['ram_gib']} GiB, {m['cpu_model']}, load {m['load_average_at_start']}"
+    )
     if len(sizes) > 1:  # a scale run keeps its files together, apart from single-size results
         a.out = os.path.join(a.out, f"scale{suffix or '-auto'}")
         os.makedirs(a.out, exist_ok=True)
@@ -502,7 +727,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(sizes) > 1:
         md, extra = scale_table(results, meta)
         with open(os.path.join(a.out, "scale.json"), "w") as f:
-            json.dump({"meta": meta, "scale": extra, "runs": [r["comparison"] for r in results]}, f, indent=2, default=str)
+            json.dump(
+                {"meta": meta, "scale": extra, "runs": [r["comparison"] for r in results]},
+                f,
+                indent=2,
+                default=str,
+            )
         with open(os.path.join(a.out, "scale.md"), "w") as f:
             f.write(md + "\n" + _meta_md(meta))
         print(md, flush=True)

@@ -29,7 +29,9 @@ def log(msg: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
-def run_config(data_url: str, out_url: str, *, workers: int, threads: int, memory_limit: str) -> dict[str, Any]:
+def run_config(
+    data_url: str, out_url: str, *, workers: int, threads: int, memory_limit: str
+) -> dict[str, Any]:
     """The scaler config of the benchmark; the baseline reuses its split."""
     return {
         "data": {"url": data_url, "target": "label", "key": "id"},
@@ -71,7 +73,10 @@ def generate(a: argparse.Namespace) -> None:
     full = dict(params, rank=8, task="binary", categorical=False, missing=0.0, seed=0)
     existed = dataset_exists(a.data, full)
     scaler.make_dataset(a.data, **params)
-    write_json(a.result, {"existed": existed, "seconds": round(time.perf_counter() - t0, 3), "params": full})
+    write_json(
+        a.result,
+        {"existed": existed, "seconds": round(time.perf_counter() - t0, 3), "params": full},
+    )
 
 
 # ------------------------------------------------------------------ baseline
@@ -217,23 +222,33 @@ def scaler_side(a: argparse.Namespace) -> None:
     res: dict[str, Any] = {"status": "running", "scaler_source": scaler_source()}
     t = time.perf_counter()
     client = scaler.connect(
-        config=ClusterConfig(n_workers=a.workers, threads_per_worker=a.threads, memory_limit=a.memory_limit)
+        config=ClusterConfig(
+            n_workers=a.workers, threads_per_worker=a.threads, memory_limit=a.memory_limit
+        )
     )
     res["cluster_start_s"] = round(time.perf_counter() - t, 3)
     res["cluster"] = {
         "workers": a.workers,
         "threads_per_worker": a.threads,
         "memory_limit": a.memory_limit,
-        "worker_memory_limits": list(client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit).values()),
+        "worker_memory_limits": list(
+            client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit).values()
+        ),
         "started_workers": len(client.scheduler_info(n_workers=-1)["workers"]),
-        "started_threads": sorted({w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}),
+        "started_threads": sorted(
+            {w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+        ),
     }
     res["scaler_source"]["worker_paths"] = sorted(set(client.run(_scaler_path).values()))
-    log(f"cluster up in {res['cluster_start_s']:.2f} s: {client}; scaler from {res['scaler_source']}")
+    log(
+        f"cluster up in {res['cluster_start_s']:.2f} s: {client}; scaler from {res['scaler_source']}"
+    )
     try:
         res["plain_read_before"] = plain_read(client, a.data)
         log(f"plain parallel read {res['plain_read_before']}")
-        cfg = run_config(a.data, a.out, workers=a.workers, threads=a.threads, memory_limit=a.memory_limit)
+        cfg = run_config(
+            a.data, a.out, workers=a.workers, threads=a.threads, memory_limit=a.memory_limit
+        )
         report = contextlib.nullcontext()
         if a.performance_report:
             from distributed import performance_report
