@@ -35,14 +35,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-try:  # xgboost is a core dependency; the base class makes the callback usable by xgboost
-    from xgboost.callback import TrainingCallback as _Callback
-except ImportError:  # pragma: no cover
-    _Callback = object  # type: ignore[assignment,misc]
+if TYPE_CHECKING:
+    from scaler._callbacks import RoundReporter
 
-__all__ = ["Progress", "RoundReporter", "in_notebook", "resolve_mode"]
+__all__ = ["Progress", "RoundReporter", "in_notebook", "resolve_mode"]  # noqa: F822 - lazy
 
 MODES = ("auto", "bar", "plain", "notebook", "off")
 
@@ -160,6 +158,8 @@ class Progress:
         if not self.enabled or client is None:
             yield None
             return
+        from scaler._callbacks import RoundReporter
+
         reporter = RoundReporter(f"scaler-progress-{uuid.uuid4().hex}", total)
         t = _Task(self, "train", total, "rounds", rounds=True)
         client.subscribe_topic(reporter.topic, lambda event: t.event(event[1]))
@@ -281,67 +281,12 @@ class _Task:
             self.p.stream.flush()
 
 
-class RoundReporter(_Callback):  # type: ignore[misc,valid-type]
-    """XGBoost callback that reports each boosting round to the Dask client.
+def __getattr__(name: str) -> Any:
+    # RoundReporter subclasses xgboost's TrainingCallback: importing it (and
+    # xgboost, about 0.7 s with the scikit-learn it pulls in) waits for its
+    # first use instead of ``import scaler``.
+    if name == "RoundReporter":
+        from scaler import _callbacks
 
-    It runs on every training worker (``xgboost.dask`` ships callbacks with
-    the training task); only rank 0 reports, at most every ``every``
-    seconds plus the last round, as a Dask event on ``topic``: ``{"round",
-    "total", "metrics", "elapsed"}``. Outside a Dask worker it does nothing.
-    """
-
-    def __init__(self, topic: str, total: int, *, every: float = 0.25) -> None:
-        self.topic = topic
-        self.total = int(total)
-        self.every = every
-        self._t0 = 0.0
-        self._last = 0.0
-        self._metrics: dict[str, float] = {}
-
-    def _send(self, msg: dict[str, Any]) -> None:
-        try:
-            from distributed import get_worker
-            from xgboost import collective
-
-            if collective.get_rank() != 0:
-                return
-            get_worker().log_event(self.topic, msg)
-        except (ValueError, ImportError):  # not on a worker
-            pass
-
-    def before_training(self, model: Any) -> Any:
-        self._t0 = time.monotonic()
-        self._last = 0.0
-        return model
-
-    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        self._metrics = {
-            f"{data}-{name}": float(vals[-1][0] if isinstance(vals[-1], tuple) else vals[-1])
-            for data, d in evals_log.items()
-            for name, vals in d.items()
-            if len(vals)
-        }
-        now = time.monotonic()
-        if now - self._last >= self.every or epoch + 1 >= self.total:
-            self._last = now
-            self._send(
-                {
-                    "round": epoch + 1,
-                    "total": self.total,
-                    "metrics": self._metrics,
-                    "elapsed": now - self._t0,
-                }
-            )
-        return False
-
-    def after_training(self, model: Any) -> Any:
-        self._send(
-            {
-                "round": int(model.num_boosted_rounds()),
-                "total": self.total,
-                "metrics": self._metrics,
-                "elapsed": time.monotonic() - self._t0,
-                "final": True,
-            }
-        )
-        return model
+        return _callbacks.RoundReporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

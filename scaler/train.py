@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost
 
 from scaler.config import ModelConfig
 
@@ -79,112 +78,6 @@ def _best_of(scores: list[float], maximize: bool) -> tuple[float | None, int | N
         if best is None or (s > best if maximize else s < best):
             best, best_it = s, i
     return best, best_it
-
-
-class EarlyStop(xgboost.callback.TrainingCallback):
-    """Early stopping that can continue from a previous history.
-
-    Same rule as XGBoost's ``EarlyStopping`` (last metric of the last
-    evaluation set, strict improvement), but its state can be seeded with
-    the history of earlier rounds, so training resumed from a checkpoint
-    stops where an uninterrupted run would have.
-    """
-
-    def __init__(self, rounds: int, prior: dict[str, dict[str, list[float]]] | None = None) -> None:
-        self.rounds = rounds
-        self.prior = prior or {}
-        self.start = 0
-        self.best: float | None = None
-        self.best_it: int | None = None
-        self.seeded = False
-
-    def before_training(self, model: Any) -> Any:
-        self.start = model.num_boosted_rounds()
-        return model
-
-    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        data = list(evals_log)[-1]
-        metric = list(evals_log[data])[-1]
-        maximize = _maximize(metric)
-        if not self.seeded:
-            self.seeded = True
-            old = self.prior.get(data, {}).get(metric, [])[: self.start]
-            self.best, self.best_it = _best_of([float(v) for v in old], maximize)
-        it = self.start + epoch
-        score = float(evals_log[data][metric][-1])
-        if self.best is None or (score > self.best if maximize else score < self.best):
-            self.best, self.best_it = score, it
-        model.set_attr(best_iteration=str(self.best_it), best_score=str(self.best))
-        return it - int(self.best_it) >= self.rounds  # type: ignore[arg-type]
-
-
-class _HeapForTraining(xgboost.callback.TrainingCallback):
-    """Keep freed memory in the heap while XGBoost boosts on a worker.
-
-    Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
-    which also fixes glibc's mmap threshold at 128 KiB: every buffer XGBoost
-    allocates and frees each round (gradients, row partitions, histograms)
-    is then a fresh mapping whose pages fault in again, about 8 % of the
-    boosting time. For the length of training the thresholds are raised so
-    that these buffers are reused; afterwards they are set back and the
-    heap trimmed. Nothing changes where glibc's defaults are in force.
-    """
-
-    MMAP_THRESHOLD = 32 * 2**20  # glibc's maximum
-    TRIM_THRESHOLD = 64 * 2**20
-
-    def __init__(self) -> None:
-        self._libc: Any = None
-
-    def before_training(self, model: Any) -> Any:
-        import ctypes
-        import os
-
-        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-        if trim is None or not trim.isdigit():
-            return model
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(_M_MMAP_THRESHOLD, self.MMAP_THRESHOLD)
-            libc.mallopt(_M_TRIM_THRESHOLD, self.TRIM_THRESHOLD)
-        except (OSError, AttributeError):  # not glibc
-            return model
-        self._libc, self._trim = libc, int(trim)
-        return model
-
-    def after_training(self, model: Any) -> Any:
-        if self._libc is not None:
-            self._libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)  # glibc's initial value
-            self._libc.mallopt(_M_TRIM_THRESHOLD, self._trim)
-            self._libc.malloc_trim(0)
-            self._libc = None
-        return model
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
-
-
-class Checkpointer(xgboost.callback.TrainingCallback):
-    """Writes a checkpoint every ``every`` rounds from the rank-0 worker."""
-
-    def __init__(self, url: str, storage_options: Any, every: int, fp: str, prior: dict) -> None:
-        self.url, self.storage_options, self.every = url, storage_options, every
-        self.fp, self.prior, self.start = fp, prior, 0
-
-    def before_training(self, model: Any) -> Any:
-        self.start = model.num_boosted_rounds()
-        return model
-
-    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        from xgboost import collective
-
-        from scaler.checkpoint import write_checkpoint
-
-        done = self.start + epoch + 1
-        if done % self.every == 0 and collective.get_rank() == 0:
-            history = merge_history(self.prior, evals_log, self.start)
-            write_checkpoint(self.url, model, done, history, self.fp, self.storage_options)
-        return False
 
 
 def merge_history(prior: dict, new: Any, start: int) -> dict[str, dict[str, list[float]]]:
@@ -268,6 +161,8 @@ class _SampleCuts:
     def handle(self) -> Any:
         if self._matrix is None:
             kw = {"max_bin": self.max_bin} if self.max_bin else {}
+            import xgboost
+
             self._matrix = xgboost.QuantileDMatrix(self.rows, nthread=1, **kw)
         return self._matrix.handle
 
@@ -537,6 +432,7 @@ def train_booster(
 
     import xgboost.dask as dxgb
 
+    from scaler._callbacks import Checkpointer, EarlyStop, _HeapForTraining
     from scaler.checkpoint import read_checkpoint
 
     echo = echo or (lambda msg: log.info(msg))
@@ -688,3 +584,18 @@ def predict_frame(
     if task == "multiclass":
         return pred.reshape(len(df), n_classes)
     return pred.reshape(len(df))
+
+
+_CALLBACKS = ("EarlyStop", "Checkpointer", "_HeapForTraining")
+
+
+def __getattr__(name: str) -> Any:
+    # The training callbacks subclass xgboost's TrainingCallback: they (and
+    # xgboost, about 0.7 s with the scikit-learn it pulls in) are imported on
+    # first use, not with ``import scaler`` (a Dask worker re-imports the
+    # main module's imports when it starts).
+    if name in _CALLBACKS:
+        from scaler import _callbacks
+
+        return getattr(_callbacks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

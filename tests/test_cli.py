@@ -145,3 +145,25 @@ def test_predict_on_a_missing_bundle_exits_2(tmp_path, binary_data, scheduler_ad
     )
     assert r.returncode == 2
     assert "No committed scaler bundle" in r.stderr
+
+
+def test_importing_scaler_leaves_the_heavy_libraries_for_later():
+    # `scaler --help`, `import scaler` and every Dask worker a script starts
+    # (spawned workers re-import the main module's imports) skip xgboost and
+    # the scikit-learn it pulls in (about 0.7 s); training imports them
+    code = (
+        "import sys, scaler, scaler.cli, scaler.progress, scaler.train; "
+        "print(sorted(m for m in ('xgboost', 'sklearn', 'dask', 'distributed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    # the callbacks are still where they were, importing xgboost on use
+    import xgboost
+
+    from scaler.progress import RoundReporter
+    from scaler.train import Checkpointer, EarlyStop
+
+    assert all(
+        issubclass(c, xgboost.callback.TrainingCallback)
+        for c in (RoundReporter, EarlyStop, Checkpointer)
+    )
