@@ -190,6 +190,11 @@ def plain_read(client: Any, url: str) -> dict[str, Any]:
 
 
 def _scaler_path() -> str:
+    # Imports are outside both sides' timings (the baseline imports xgboost
+    # before its clock starts): scaler imports xgboost only when training
+    # starts, so the workers import it here, with scaler.
+    import xgboost.dask  # noqa: F401
+
     import scaler
 
     return os.path.dirname(os.path.abspath(scaler.__file__))
@@ -240,6 +245,8 @@ def scaler_side(a: argparse.Namespace) -> None:
         ),
     }
     res["scaler_source"]["worker_paths"] = sorted(set(client.run(_scaler_path).values()))
+    import xgboost.dask  # noqa: F401 - imported before the clock, as on the baseline side
+
     log(
         f"cluster up in {res['cluster_start_s']:.2f} s: {client}; scaler from {res['scaler_source']}"
     )
