@@ -257,7 +257,7 @@ class Chart:
                     f'font-size="10">{_esc(lab)}</text>'
                 )
         for s in self.series:
-            out.append(self._draw(s, X, Y, px0, pw, py0, ph, xa, xb, ya, yb))
+            out.append(self._draw(s, X, Y, (px0, pw, py0, ph), (xa, xb, ya, yb)))
         if self.xlabel:
             out.append(
                 f'<text x="{px0 + pw / 2:.1f}" y="{py0 + ph + 29:.1f}" text-anchor="middle" '
@@ -272,8 +272,13 @@ class Chart:
         out.append(self._legend(px0, py0, pw, ph))
         return "".join(out), left
 
-    def _draw(self, s: _Series, X: Any, Y: Any, px0: float, pw: float, py0: float, ph: float,
-              xa: float, xb: float, ya: float, yb: float) -> str:  # fmt: skip
+    def _draw(
+        self, s: _Series, X: Any, Y: Any, box: tuple[float, ...], lim: tuple[float, ...]
+    ) -> str:
+        """One series in the plot area ``box`` = (x, width, y, height) with
+        data limits ``lim`` = (x0, x1, y0, y1)."""
+        px0, pw, py0, ph = box
+        xa, xb, ya, yb = lim
         dash = ' stroke-dasharray="5,4"' if s.dash else ""
         if s.kind == "line":
             ok = np.isfinite(s.x) & np.isfinite(s.y)
@@ -412,6 +417,13 @@ def row(charts: list[Chart], title: str = "") -> str:
     return _doc(width, height, "".join(parts))
 
 
+def _blues(share: float) -> tuple[int, int, int]:
+    """White (0) to dark blue (1), like matplotlib's "Blues" colour map."""
+    lo, hi = (247, 251, 255), (8, 48, 107)
+    r, g, b = (int(a - share * (a - z)) for a, z in zip(lo, hi, strict=True))
+    return r, g, b
+
+
 def heatmap(
     matrix: np.ndarray,
     labels: list[str],
@@ -441,9 +453,7 @@ def heatmap(
         for j in range(len(m)):
             v = m[i, j]
             share = v / hi if hi > 0 else 0.0
-            # white to dark blue, like a "Blues" colour map
-            r, g, b = (int(247 - share * (247 - 8)), int(251 - share * (251 - 48)),
-                       int(255 - share * (255 - 107)))  # fmt: skip
+            r, g, b = _blues(share)
             x, y = left + j * cell, top + i * cell
             ink = "white" if share > 0.5 else "#222"
             out.append(
