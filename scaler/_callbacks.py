@@ -51,6 +51,9 @@ class EarlyStop(xgboost.callback.TrainingCallback):
         return it - int(self.best_it) >= self.rounds  # type: ignore[arg-type]
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+
+
 class _HeapForTraining(xgboost.callback.TrainingCallback):
     """Keep freed memory in the heap while XGBoost boosts on a worker.
 
@@ -92,9 +95,6 @@ class _HeapForTraining(xgboost.callback.TrainingCallback):
             self._libc.malloc_trim(0)
             self._libc = None
         return model
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
 class Checkpointer(xgboost.callback.TrainingCallback):
