@@ -83,7 +83,7 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
     config; says on ``echo`` whether it is a hit or why it is a miss."""
     import dask
 
-    from scaler.pipeline import Prepared, _part_codes, _persist_parts
+    from scaler.pipeline import Prepared, _cut_fraction, _part_codes, _persist_parts
     from scaler.preprocess import Preprocessor
 
     fp = fingerprint(cfg, spec)
@@ -97,11 +97,12 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
     dtypes = {c: meta.dtypes[c] for c in meta.columns}
     counts = {k: int(v) for k, v in m["counts"].items()}
     names, codes = _part_codes(counts)
+    sample = _cut_fraction(cfg, spec, counts)  # training's bin-edge sample
     cut = [
-        dask.delayed(_restore, pure=False)(p, dtypes, codes)
+        dask.delayed(_restore, pure=False)(p, dtypes, codes, sample, pre.output_columns)
         for p in feats[list(meta.columns)].to_delayed()
     ]
-    parts, futs, _ = _persist_parts(client, cut, names, meta)
+    parts, futs, samples = _persist_parts(client, cut, names, meta, with_extra=sample > 0)
     echo(
         f"[features] cache hit at {redact(cache_url(cfg))} (fingerprint {fp[:12]}): "
         "skipped reading, fitting and transforming"
@@ -118,6 +119,7 @@ def load(cfg: RunConfig, spec: Any, df: Any, echo: Any, client: Any) -> tuple[An
         client=None,
         _meta=meta,
         _futures=futs,
+        _cut_samples=(samples, cfg.model.bin_sample_rows) if samples else None,
     )
     return prep, fp
 
@@ -140,11 +142,14 @@ def _load(cfg: RunConfig, fp: str) -> tuple[Any, dict[str, Any]] | str:
     return feats, m
 
 
-def _restore(df: Any, dtypes: dict[str, Any], codes: tuple[int, ...]) -> tuple[Any, ...]:
-    """A cached partition with its dtypes, cut into its split parts."""
+def _restore(
+    df: Any, dtypes: dict[str, Any], codes: tuple[int, ...], sample: float, columns: list[str]
+) -> tuple[Any, ...]:
+    """A cached partition with its dtypes, cut into its split parts (and
+    training's bin-edge sample, see :func:`scaler.pipeline._split_rows`)."""
     from scaler.pipeline import _split_rows
 
-    return _split_rows(df.astype(dtypes), codes)
+    return _split_rows(df.astype(dtypes), codes, sample, columns)
 
 
 def arrays(cfg: RunConfig, m: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -695,7 +695,6 @@ class Prepared:
                 train_eval_fraction=mc.train_eval_fraction,
                 bin_sample_rows=mc.bin_sample_rows,
                 train_rows=self.counts["train"],
-                train_parts=self._futures.get("train"),
                 cut_samples=(
                     self._cut_samples[0]
                     if self._cut_samples and self._cut_samples[1] == mc.bin_sample_rows
@@ -887,27 +886,43 @@ def featurize_split(
     sample: float = 0.0,
 ) -> tuple[pd.DataFrame, ...]:
     """:func:`featurize_partition` cut into the rows of each split part in
-    ``codes``, in one task. With ``sample`` > 0, one more frame follows:
-    that fraction of the training rows' model features, evenly spaced (the
-    rows training takes its bin edges from)."""
+    ``codes``, in one task (see :func:`_split_rows` for ``sample``)."""
+    frame = featurize_partition(df, spec, pre, classes)
+    return _split_rows(frame, codes, sample, pre.output_columns)
+
+
+def _split_rows(
+    frame: pd.DataFrame,
+    codes: tuple[int, ...],
+    sample: float = 0.0,
+    columns: list[str] | None = None,
+) -> tuple[pd.DataFrame, ...]:
+    """The rows of each split part ``codes`` of a featurized partition (the
+    frame itself when all its rows are of a single part). With ``sample``
+    > 0, one more frame follows: that fraction of the training rows'
+    ``columns`` (the model features), evenly spaced, which training takes
+    its bin edges from (:func:`_cut_fraction`)."""
     from scaler.train import _spread
 
-    parts = _split_rows(featurize_partition(df, spec, pre, classes), codes)
-    if sample <= 0:
-        return parts
-    train = parts[codes.index(TRAIN)]
-    return (*parts, _spread(train[pre.output_columns], sample))
-
-
-def _split_rows(frame: pd.DataFrame, codes: tuple[int, ...]) -> tuple[pd.DataFrame, ...]:
-    """The rows of each split part ``codes`` of a featurized partition (the
-    frame itself when all its rows are of a single part)."""
     part = frame[PART].to_numpy()
     out = []
     for code in codes:
         rows = np.flatnonzero(part == code)
         out.append(frame if len(rows) == len(frame) else frame.take(rows))
+    if sample > 0:
+        out.append(_spread(out[codes.index(TRAIN)][columns], sample))
     return tuple(out)
+
+
+def _cut_fraction(cfg: RunConfig, spec: Spec, counts: dict[str, int]) -> float:
+    """The share of the training rows that training's bin edges come from
+    (``[model] bin_sample_rows`` of them), taken while the features are
+    made; 0 when XGBoost sketches every row: a categorical feature, or
+    fewer than four times as many training rows."""
+    n = cfg.model.bin_sample_rows
+    if not n or spec.categorical or counts["train"] < 4 * n:
+        return 0.0
+    return n / counts["train"]
 
 
 PART_CODES = {"train": TRAIN, "valid": VALID, "holdout": HOLDOUT}
@@ -1070,11 +1085,7 @@ def _prepare_features(
         if spec.key:
             meta[spec.key] = df._meta[spec.key]
         names, codes = _part_codes(counts)
-        # training's bin-edge sample, taken while the features are made
-        n_cut = cfg.model.bin_sample_rows
-        sample = n_cut / counts["train"] if n_cut and counts["train"] >= 4 * n_cut else 0.0
-        if spec.categorical:
-            sample = 0.0  # categorical features: XGBoost sketches every row
+        sample = _cut_fraction(cfg, spec, counts)  # training's bin-edge sample
         cut = [
             dask.delayed(featurize_split, pure=False)(p, spec, pre, classes, codes, sample)
             for p in src.to_delayed()
@@ -1107,7 +1118,7 @@ def _prepare_features(
         client=cl,
         _meta=meta,
         _futures=futs,
-        _cut_samples=(samples, n_cut) if samples else None,
+        _cut_samples=(samples, cfg.model.bin_sample_rows) if samples else None,
     )
 
 

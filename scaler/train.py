@@ -199,24 +199,12 @@ def _spread(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
     return df.iloc[np.linspace(0, len(df) - 1, k).round().astype(np.int64)] if k else df.iloc[:0]
 
 
-def _spread_columns(df: pd.DataFrame, fraction: float, columns: list[str]) -> pd.DataFrame:
-    return _spread(df[columns], fraction)
-
-
-def _cuts_sample(
-    client: Any,
-    X: Any,
-    rows: int,
-    total: int | None = None,
-    parts: list[Any] | None = None,
-) -> pd.DataFrame | None:
+def _cuts_sample(client: Any, X: Any, rows: int, total: int | None = None) -> pd.DataFrame | None:
     """About ``rows`` training rows spread over every partition of ``X``
     (a Dask dataframe), or None when sketching everything costs as little
     (a small or categorical training set: XGBoost's exact sketch).
     ``total``, the number of rows of ``X`` when the caller knows it, saves
-    counting them. ``parts``, futures of the partitions ``X`` selects its
-    columns from (persisted data), are sampled directly, one task each,
-    without building and optimising a collection graph."""
+    counting them."""
     if not rows or not hasattr(X, "map_partitions"):
         return None
     if any(isinstance(dt, pd.CategoricalDtype) for dt in X.dtypes):
@@ -225,10 +213,6 @@ def _cuts_sample(
         total = int(X.map_partitions(len).sum().compute())
     if total < 4 * rows:
         return None
-    if parts:
-        cols = list(X.columns)
-        futs = [client.submit(_spread_columns, f, rows / total, cols, pure=False) for f in parts]
-        return pd.concat(client.gather(futs), ignore_index=True)
     return X.map_partitions(_spread, rows / total, meta=X._meta).compute()
 
 
@@ -399,7 +383,6 @@ def train_booster(
     train_eval_fraction: float = 0.1,
     bin_sample_rows: int = 0,
     train_rows: int | None = None,
-    train_parts: list[Any] | None = None,
     cut_samples: list[Any] | None = None,
 ) -> TrainResult:
     """Train on the cluster, surviving lost workers.
@@ -421,9 +404,7 @@ def train_booster(
     With ``bin_sample_rows`` the histogram bin edges come from that many
     training rows instead of all of them (see :class:`_SampleCuts`); a
     retry after a lost worker sketches every row. ``train_rows`` (the
-    number of training rows, when known) saves counting them for that, and
-    ``train_parts`` (futures of the persisted partitions the training data
-    selects its columns from) sampling them through a collection graph;
+    number of training rows, when known) saves counting them for that;
     ``cut_samples`` (futures of per-partition samples of the training rows,
     about ``bin_sample_rows`` in all, taken when the features were made)
     skips sampling altogether.
@@ -463,7 +444,7 @@ def train_booster(
                 ).result()
             else:
                 sample = _cuts_sample(
-                    client, Xt, bin_sample_rows if attempt == 0 else 0, train_rows, train_parts
+                    client, Xt, bin_sample_rows if attempt == 0 else 0, train_rows
                 )
                 rows = None if sample is None else _quantile_rows(sample, max_bin)
             dtrain = _quantile_matrix(
@@ -548,8 +529,8 @@ def train_booster(
             )
             echo(f"[train] retry {attempt}/{max_retries}: resuming from round {resumed}")
     # Training pinned nthread to the worker's threads; predictions should use
-    # what the predicting process may (all cores, or OMP_NUM_THREADS = 1 in a
-    # Dask worker, where each task has one core).
+    # every core the predicting process may (Dask tasks get a one-thread
+    # copy: Model._for_tasks).
     booster.set_param({"nthread": 0})
     history = merge_history(prior, new_hist, done) if new_hist else dict(prior)
     best = None

@@ -162,9 +162,6 @@ def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
     taken = pd.concat(client.gather(futs), ignore_index=True)
     pd.testing.assert_frame_equal(taken, sample.reset_index(drop=True))
     assert sample is not None and 10_000 <= len(sample) <= 10_050
-    # the same rows when sampled straight from the persisted partitions
-    direct = _cuts_sample(client, prep.parts["train"][fcols], 10_000, parts=prep._futures["train"])
-    pd.testing.assert_frame_equal(direct, sample.reset_index(drop=True))
     local = xgboost.QuantileDMatrix(_quantile_rows(sample, 256))
     _, cut_values = local.get_quantile_cut()
     cuts = np.asarray(cut_values, dtype=np.float32)
@@ -180,6 +177,29 @@ def test_bin_edges_from_a_sample_of_training_rows(client, large_data, tmp_path):
     # below four times the sample size, every row is sketched
     assert _cuts_sample(client, prep.parts["train"][fcols], 20_000) is None
     prep.release()
+
+
+def test_a_feature_cache_hit_takes_the_bin_edge_sample_too(client, large_data, tmp_path):
+    # features read back from the cache are cut the same way as fresh ones,
+    # and the bin-edge sample comes with them: training rows, about
+    # bin_sample_rows of them
+    cfg = base_config(
+        large_data,
+        str(tmp_path),
+        preprocess={"pca": False, "feature_cache": True},
+        model={"early_stopping": 0, "valid_fraction": 0.0, "bin_sample_rows": 10_000},
+    )
+    scaler.prepare(cfg, client=client, progress=False).release()  # writes the cache
+    hit = scaler.prepare(cfg, client=client, progress=False)
+    assert "scan" not in hit.timings
+    futs, n = hit._cut_samples
+    assert n == 10_000
+    taken = pd.concat(client.gather(futs), ignore_index=True)
+    fcols = hit.preprocessor.output_columns
+    assert list(taken.columns) == fcols and 10_000 <= len(taken) <= 10_000 + len(futs)
+    train = hit.parts["train"][fcols].compute()
+    assert len(taken.merge(train.drop_duplicates(), on=fcols)) == len(taken)
+    hit.release()
 
 
 def test_quantile_rows_give_the_bin_edges_of_the_whole_sample():
