@@ -9,6 +9,7 @@ from typing import Any
 
 import xgboost
 
+from scaler import _heap
 from scaler.train import _best_of, _maximize, merge_history
 
 __all__ = ["EarlyStop", "Checkpointer", "RoundReporter"]
@@ -51,49 +52,25 @@ class EarlyStop(xgboost.callback.TrainingCallback):
         return it - int(self.best_it) >= self.rounds  # type: ignore[arg-type]
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
-
-
 class _HeapForTraining(xgboost.callback.TrainingCallback):
-    """Keep freed memory in the heap while XGBoost boosts on a worker.
-
-    Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
-    which also fixes glibc's mmap threshold at 128 KiB: every buffer XGBoost
-    allocates and frees each round (gradients, row partitions, histograms)
-    is then a fresh mapping whose pages fault in again, about 8 % of the
-    boosting time. For the length of training the thresholds are raised so
-    that these buffers are reused; afterwards they are set back and the
-    heap trimmed. Nothing changes where glibc's defaults are in force.
-    """
-
-    MMAP_THRESHOLD = 32 * 2**20  # glibc's maximum
-    TRIM_THRESHOLD = 64 * 2**20
+    """Keep freed memory in the heap while XGBoost boosts on a worker
+    (:mod:`scaler._heap`): the buffers it allocates and frees each round
+    (gradients, row partitions, histograms) are reused instead of faulting
+    in again. Afterwards the worker's settings are put back and the heap
+    trimmed."""
 
     def __init__(self) -> None:
-        self._libc: Any = None
+        self._held = False
 
     def before_training(self, model: Any) -> Any:
-        import ctypes
-        import os
-
-        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-        if trim is None or not trim.isdigit():
-            return model
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(_M_MMAP_THRESHOLD, self.MMAP_THRESHOLD)
-            libc.mallopt(_M_TRIM_THRESHOLD, self.TRIM_THRESHOLD)
-        except (OSError, AttributeError):  # not glibc
-            return model
-        self._libc, self._trim = libc, int(trim)
+        _heap.keep()
+        self._held = True
         return model
 
     def after_training(self, model: Any) -> Any:
-        if self._libc is not None:
-            self._libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)  # glibc's initial value
-            self._libc.mallopt(_M_TRIM_THRESHOLD, self._trim)
-            self._libc.malloc_trim(0)
-            self._libc = None
+        if self._held:
+            self._held = False
+            _heap.release()
         return model
 
 

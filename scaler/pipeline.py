@@ -1011,89 +1011,92 @@ def _prepare_features(
             cached.client = cl
             return cached
     input_dtypes = {c: str(df.dtypes[c]) for c in spec.features}
-    # ---- pass 1: every statistic at once (raw columns kept in memory when small)
-    hold, why = _hold_raw(cfg, df, rows, cl)
-    what = "held in memory" if hold else "streamed, read again to transform"
-    with timer.stage("scan", f"reading data ({what}: {why}) and computing statistics"):
-        src = df.persist() if hold else df
-        scans = [dask.delayed(scan_partition)(p, spec) for p in src.to_delayed()]
-        futs = cl.compute(scans)
-        prog.track(futs, "scan")
-        while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
-            futs = [
-                cl.submit(_merge_many, futs[i : i + 8], Scan.merge, pure=False)
-                for i in range(0, len(futs), 8)
-            ]
-        scan: Scan = futs[0].result()
-    counts = {
-        "rows_read": int(scan.rows),
-        "missing_target_dropped": int(scan.missing_target),
-        "train": int(scan.parts[TRAIN]),
-        "valid": int(scan.parts[VALID]),
-        "holdout": int(scan.parts[HOLDOUT]),
-    }
-    _check_counts(counts, cfg)
-    classes: list[Any] = []
-    if spec.task != "regression":
-        classes = [_py(v) for v in _sorted_values(scan.classes)]
-        _check_classes(classes, cfg)
-    categories = {}
-    for c in spec.categorical:
-        vals = scan.categories.get(c, set())
-        if len(vals) > spec.max_categories:
-            raise DataError(
-                f"Column {c!r} has more than {spec.max_categories} distinct values in the "
-                "training rows; as a categorical feature that is too many. Exclude it "
-                "([data] exclude), or raise [preprocess] max_categories."
-            )
-        categories[c] = sorted(vals)
-    if scan.moments is not None:
-        m = scan.moments
-        bad = ~np.isfinite(m.s1) | ~np.isfinite(m.zz if m.zz.ndim == 1 else np.diag(m.zz))
-        if bad.any():
-            cols = [spec.numeric[i] for i in np.flatnonzero(bad)]
-            raise DataError(
-                f"Column(s) {cols} contain infinite values (inf or -inf). Replace or filter "
-                "them before training, or exclude the columns with [data] exclude."
-            )
-
-    # ---- fit scaling + PCA on the training rows
-    sp = None
-    if spec.numeric and (cfg.preprocess.scale or cfg.preprocess.pca is not False):
-        sp = ScalePCA(
-            scale=cfg.preprocess.scale,
-            n_components=None if cfg.preprocess.pca is False else cfg.preprocess.pca,
-            method=cfg.preprocess.method,
-            batch_size=cfg.preprocess.batch_size,
-        )
-        if cfg.preprocess.method == "incremental" and sp.n_components is not None:
-            with timer.stage("fit", "fitting dask-ml StandardScaler + IncrementalPCA"):
-                train_num = df.map_partitions(
-                    _train_numeric, spec, meta=df._meta[list(spec.numeric)].astype(np.float64)
+    with contextlib.ExitStack() as passes:
+        passes.enter_context(_heap_kept(cl))  # both passes reuse freed buffers
+        # ---- pass 1: every statistic at once (raw columns kept in memory when small)
+        hold, why = _hold_raw(cfg, df, rows, cl)
+        what = "held in memory" if hold else "streamed, read again to transform"
+        with timer.stage("scan", f"reading data ({what}: {why}) and computing statistics"):
+            src = df.persist() if hold else df
+            scans = [dask.delayed(scan_partition)(p, spec) for p in src.to_delayed()]
+            futs = cl.compute(scans)
+            prog.track(futs, "scan")
+            while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
+                futs = [
+                    cl.submit(_merge_many, futs[i : i + 8], Scan.merge, pure=False)
+                    for i in range(0, len(futs), 8)
+                ]
+            scan: Scan = futs[0].result()
+        counts = {
+            "rows_read": int(scan.rows),
+            "missing_target_dropped": int(scan.missing_target),
+            "train": int(scan.parts[TRAIN]),
+            "valid": int(scan.parts[VALID]),
+            "holdout": int(scan.parts[HOLDOUT]),
+        }
+        _check_counts(counts, cfg)
+        classes: list[Any] = []
+        if spec.task != "regression":
+            classes = [_py(v) for v in _sorted_values(scan.classes)]
+            _check_classes(classes, cfg)
+        categories = {}
+        for c in spec.categorical:
+            vals = scan.categories.get(c, set())
+            if len(vals) > spec.max_categories:
+                raise DataError(
+                    f"Column {c!r} has more than {spec.max_categories} distinct values in the "
+                    "training rows; as a categorical feature that is too many. Exclude it "
+                    "([data] exclude), or raise [preprocess] max_categories."
                 )
-                sp.fit(train_num)
-        else:
-            assert scan.moments is not None
-            sp._fit_moments(scan.moments, list(spec.numeric))
-    pre = Preprocessor(list(spec.numeric), list(spec.categorical), categories, sp)
+            categories[c] = sorted(vals)
+        if scan.moments is not None:
+            m = scan.moments
+            bad = ~np.isfinite(m.s1) | ~np.isfinite(m.zz if m.zz.ndim == 1 else np.diag(m.zz))
+            if bad.any():
+                cols = [spec.numeric[i] for i in np.flatnonzero(bad)]
+                raise DataError(
+                    f"Column(s) {cols} contain infinite values (inf or -inf). Replace or filter "
+                    "them before training, or exclude the columns with [data] exclude."
+                )
 
-    # ---- pass 2: features for training and evaluation, kept on the cluster
-    with timer.stage("transform", "transforming features"):
-        meta = pre.meta()
-        meta[LABEL] = np.array([], dtype=np.float64 if spec.task == "regression" else np.float32)
-        meta[PART] = np.array([], dtype=np.int8)
-        if spec.key:
-            meta[spec.key] = df._meta[spec.key]
-        names, codes = _part_codes(counts)
-        sample = _cut_fraction(cfg, spec, counts)  # training's bin-edge sample
-        cut = [
-            dask.delayed(featurize_split, pure=False)(p, spec, pre, classes, codes, sample)
-            for p in src.to_delayed()
-        ]
-        parts, futs, samples = _persist_parts(cl, cut, names, meta, prog, with_extra=sample > 0)
-        del src, cut  # raw partitions are released once transformed
-        with contextlib.suppress(Exception):
-            cl.run(_trim_memory)
+        # ---- fit scaling + PCA on the training rows
+        sp = None
+        if spec.numeric and (cfg.preprocess.scale or cfg.preprocess.pca is not False):
+            sp = ScalePCA(
+                scale=cfg.preprocess.scale,
+                n_components=None if cfg.preprocess.pca is False else cfg.preprocess.pca,
+                method=cfg.preprocess.method,
+                batch_size=cfg.preprocess.batch_size,
+            )
+            if cfg.preprocess.method == "incremental" and sp.n_components is not None:
+                with timer.stage("fit", "fitting dask-ml StandardScaler + IncrementalPCA"):
+                    train_num = df.map_partitions(
+                        _train_numeric, spec, meta=df._meta[list(spec.numeric)].astype(np.float64)
+                    )
+                    sp.fit(train_num)
+            else:
+                assert scan.moments is not None
+                sp._fit_moments(scan.moments, list(spec.numeric))
+        pre = Preprocessor(list(spec.numeric), list(spec.categorical), categories, sp)
+
+        # ---- pass 2: features for training and evaluation, kept on the cluster
+        with timer.stage("transform", "transforming features"):
+            meta = pre.meta()
+            meta[LABEL] = np.array(
+                [], dtype=np.float64 if spec.task == "regression" else np.float32
+            )
+            meta[PART] = np.array([], dtype=np.int8)
+            if spec.key:
+                meta[spec.key] = df._meta[spec.key]
+            names, codes = _part_codes(counts)
+            sample = _cut_fraction(cfg, spec, counts)  # training's bin-edge sample
+            cut = [
+                dask.delayed(featurize_split, pure=False)(p, spec, pre, classes, codes, sample)
+                for p in src.to_delayed()
+            ]
+            parts, futs, samples = _persist_parts(cl, cut, names, meta, prog, with_extra=sample > 0)
+            del src, cut  # raw partitions are released once transformed
+            passes.close()  # the workers' heap settings back, freed memory to the OS
     if cfg.preprocess.feature_cache:
         with timer.stage("cache", "writing the feature cache"):
             featcache.save(
@@ -1120,6 +1123,30 @@ def _prepare_features(
         _futures=futs,
         _cut_samples=(samples, cfg.model.bin_sample_rows) if samples else None,
     )
+
+
+@contextlib.contextmanager
+def _heap_kept(cl: Any) -> Iterator[None]:
+    """Keep freed memory in the workers' heaps for the passes over the data
+    (:func:`scaler._heap.keep`); afterwards, put their settings back and
+    give what the passes freed back to the OS (:func:`_after_passes`)."""
+    from scaler import _heap
+
+    with contextlib.suppress(Exception):
+        cl.run(_heap.keep)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            cl.run(_after_passes)
+
+
+def _after_passes(dask_worker: Any = None) -> int:
+    """:func:`scaler._heap.release`, then :func:`_trim_memory`."""
+    from scaler import _heap
+
+    _heap.release()
+    return _trim_memory(dask_worker)
 
 
 TRIM_ABOVE = 0.25  # share of a worker's memory limit its process may use untrimmed

@@ -156,9 +156,10 @@ class _Libc:
         return 1
 
 
-def test_heap_thresholds_are_raised_only_for_training_and_restored(monkeypatch):
+def test_heap_thresholds_are_raised_while_held_and_restored(monkeypatch):
     import ctypes
 
+    from scaler import _heap
     from scaler.train import _HeapForTraining
 
     libc = _Libc()
@@ -177,10 +178,24 @@ def test_heap_thresholds_are_raised_only_for_training_and_restored(monkeypatch):
     ]
     cb.after_training("model")  # once only
     assert len(libc.calls) == 5
+    # Holders nest (the passes over the data, then training in the same worker):
+    # the settings come back when the last one releases.
+    libc.calls.clear()
+    assert _heap.keep() is True
+    cb.before_training("model")
+    assert len(libc.calls) == 2
+    cb.after_training("model")
+    assert len(libc.calls) == 2  # still held by the first
+    assert _heap.release() is True
+    assert [c[0] for c in libc.calls[2:]] == ["mallopt", "mallopt", "malloc_trim"]
+    assert _heap.release() is False  # nothing held: nothing to undo
+    assert len(libc.calls) == 5
     # glibc's own adaptive defaults are left alone
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     libc.calls.clear()
     cb = _HeapForTraining()
     cb.before_training("model")
     cb.after_training("model")
+    assert _heap.keep() is False
+    _heap.release()
     assert libc.calls == []

@@ -255,6 +255,47 @@ def test_the_parts_of_a_partition_live_on_one_worker(client, binary_data, tmp_pa
     prep.release()
 
 
+def _heap_state(dask_worker=None):
+    import os
+
+    from scaler import _heap
+
+    return (
+        _heap._state["holders"],
+        _heap._state["libc"] is not None,
+        os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+    )
+
+
+def test_the_passes_hold_the_workers_heap_and_give_it_back(client, binary_data, tmp_path):
+    calls = []
+    run = client.run
+
+    def spy(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return run(fn, *args, **kwargs)
+
+    client.run = spy
+    try:
+        prep = scaler.prepare(base_config(binary_data, str(tmp_path)), client=client)
+        # with infinite values, the run stops between the two passes
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        df = pd.read_parquet(binary_data)
+        df.loc[df.index[3], "x1"] = np.inf
+        df.to_parquet(bad / "part-0.parquet")
+        with pytest.raises(scaler.DataError, match="infinite"):
+            scaler.prepare(base_config(str(bad), str(tmp_path / "o2")), client=client)
+    finally:
+        client.run = run
+    assert calls.count("keep") == 2 and calls.count("_after_passes") == 2
+    assert calls.index("keep") < calls.index("_after_passes")
+    states = client.run(_heap_state).values()
+    # Dask's nannies set the variable, so the settings were really changed and put back
+    assert all(env == "65536" and held == 0 and not raised for held, raised, env in states)
+    prep.release()
+
+
 class _FakeWorker:
     def __init__(self, used, limit):
         self.memory_manager = type("M", (), {"memory_limit": limit})()
