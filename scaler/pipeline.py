@@ -121,6 +121,13 @@ def resolve_columns(dtypes: pd.Series, cfg: RunConfig) -> Spec:
         skip = {d.target, d.key, cfg.split.column, *d.exclude}
         features = [c for c in available if c not in skip]
     features = [c for c in features if c not in set(d.exclude)]
+    used = {*features, d.target, d.key, cfg.split.column}
+    clash = [c for c in (LABEL, PART) if c in used]
+    if clash:
+        raise DataError(
+            f"Column(s) {clash} in {url!r}: scaler uses these names internally. Rename "
+            "the column(s), or leave them out with [data] exclude."
+        )
     if not features:
         raise DataError(
             f"No feature columns left in {url!r} after removing the target, key and "
@@ -266,12 +273,23 @@ def _present(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
 SCAN_BLOCK_ROWS = 131_072  # rows converted at a time (when not float32): bounds memory per task
 
 
+def with_split(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """The partition with the split part of each row (column ``PART``): the
+    passes over the data take it from there instead of hashing the rows
+    again."""
+    return df.assign(**{PART: assign_split(df, spec)})
+
+
+def _split_of(df: pd.DataFrame, spec: Spec) -> np.ndarray:
+    return df[PART].to_numpy() if PART in df.columns else assign_split(df, spec)
+
+
 def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
     """First-pass statistics of one partition."""
     out = Scan(rows=len(df))
     kept = _present(df, spec)
     out.missing_target = len(df) - len(kept)
-    part = assign_split(kept, spec)
+    part = _split_of(kept, spec)
     out.parts = np.bincount(part, minlength=3).astype(np.int64)
     rows = np.flatnonzero(part == TRAIN)
     if spec.numeric:
@@ -309,7 +327,7 @@ def featurize_partition(
         feats[LABEL] = kept[spec.target].to_numpy(dtype=np.float64)
     else:
         feats[LABEL] = encode_labels(kept[spec.target], classes).astype(np.float32)
-    feats[PART] = assign_split(kept, spec)
+    feats[PART] = _split_of(kept, spec)
     if spec.key:
         feats[spec.key] = kept[spec.key].to_numpy()
     return feats
@@ -934,6 +952,34 @@ def _part_codes(counts: dict[str, int]) -> tuple[list[str], tuple[int, ...]]:
     return names, tuple(PART_CODES[n] for n in names)
 
 
+def _pinned(workers: list[str] | None) -> Any:
+    """A block whose new tasks run on ``workers`` (when given), or on any
+    worker if those are lost."""
+    import dask
+
+    if not workers:
+        return contextlib.nullcontext()
+    return dask.annotate(workers=list(workers), allow_other_workers=True)
+
+
+def _partitions(df: Any, held: bool) -> list[Any]:
+    """One reference per partition of ``df``, in order: the futures of a
+    persisted frame (a task depends on them directly, with no alias task
+    per use), else delayed objects."""
+    if held:
+        from distributed import futures_of
+
+        futs = futures_of(df)
+        keys = [f.key for f in futs]
+        if (
+            all(isinstance(k, tuple) and len(k) == 2 for k in keys)
+            and len({k[0] for k in keys}) == 1
+            and sorted(k[1] for k in keys) == list(range(df.npartitions))
+        ):
+            return sorted(futs, key=lambda f: f.key[1])
+    return list(df.to_delayed())
+
+
 def _persist_parts(
     cl: Any,
     cut: list[Any],
@@ -942,6 +988,7 @@ def _persist_parts(
     prog: Progress | None = None,
     *,
     with_extra: bool = False,
+    holders: list[list[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Any]], list[Any]]:
     """Persist each split part of featurized partitions as its own Dask
     dataframe. ``cut`` holds one delayed tuple per partition: its rows of
@@ -952,42 +999,47 @@ def _persist_parts(
     may move a cheap task to an idle worker): every worker that trains
     also holds validation rows, which XGBoost needs on each worker when a
     feature is categorical. The whole frame leaves memory once it is cut.
+
+    ``holders`` names, per partition, the workers its tuple is pinned to
+    (those holding its raw rows, see :func:`_pinned`): the pieces are
+    pinned there too, and everything goes to the scheduler at once.
+    Without it, the partitions are cut first, wherever the scheduler puts
+    them, and the pieces pinned to where they were cut.
+
     Returns the parts, the futures of each part's partitions (a lost one
     is recomputed from the graph, on any worker), and, ``with_extra``, the
     futures of each tuple's one more, last element (else an empty list)."""
     import operator
 
+    import dask
     import dask.dataframe as dd
     from distributed import wait
 
-    cut = cl.compute(cut)
+    if holders is None:
+        cut = cl.compute(cut)
+        if prog is not None:
+            prog.track(cut, "transform")
+            prog = None
+        wait(cut)
+        where = cl.who_has(cut)  # one round trip for all
+        holders = [list(where.get(c.key, ())) for c in cut]
+    k, n = len(names), len(cut)
+    pieces: list[Any] = []
+    for c, workers in zip(cut, holders, strict=True):
+        with _pinned(workers):
+            pieces += [dask.delayed(operator.getitem, pure=False)(c, i) for i in range(k)]
+    if with_extra:  # one more element per tuple (a sample): wherever it lands
+        pieces += [dask.delayed(operator.getitem, pure=False)(c, -1) for c in cut]
+    del cut
+    futs = cl.compute(pieces)  # one graph
+    by_part = {name: futs[i : n * k : k] for i, name in enumerate(names)}
     if prog is not None:
-        prog.track(cut, "transform")
-    wait(cut)
-    where = cl.who_has(cut)  # one round trip for all
-    by_part: dict[str, list[Any]] = {n: [] for n in names}
-    c = None
-    for c in cut:
-        holders = list(where.get(c.key, ()))
-        for i, n in enumerate(names):
-            by_part[n].append(
-                cl.submit(
-                    operator.getitem,
-                    c,
-                    i,
-                    workers=holders or None,
-                    allow_other_workers=True,  # recomputed anywhere if that worker is lost
-                    pure=False,
-                )
-            )
-    # one more element per tuple (a sample): wherever it lands
-    extra = [cl.submit(operator.getitem, c, -1, pure=False) for c in cut] if with_extra else []
-    del cut, c
-    wait([f for fs in by_part.values() for f in fs])
+        prog.track(by_part[names[0]], "transform")
+    wait(futs[: n * k])
     parts = {
         name: dd.from_delayed(fs, meta=meta, verify_meta=False) for name, fs in by_part.items()
     }
-    return parts, by_part, extra
+    return parts, by_part, futs[n * k :]
 
 
 def _prepare_features(
@@ -1002,6 +1054,7 @@ def _prepare_features(
 ) -> Prepared:
     """Scan, fit scaling + PCA, and persist the model features on the cluster."""
     import dask
+    from distributed import Future
 
     if cfg.preprocess.feature_cache:
         from scaler import featcache
@@ -1017,8 +1070,13 @@ def _prepare_features(
         hold, why = _hold_raw(cfg, df, rows, cl)
         what = "held in memory" if hold else "streamed, read again to transform"
         with timer.stage("scan", f"reading data ({what}: {why}) and computing statistics"):
-            src = df.persist() if hold else df
-            scans = [dask.delayed(scan_partition)(p, spec) for p in src.to_delayed()]
+            src = df.map_partitions(
+                with_split, spec, meta=df._meta.assign(**{PART: np.array([], dtype=np.int8)})
+            )
+            if hold:
+                src = src.persist()
+            raw = _partitions(src, hold)
+            scans = [dask.delayed(scan_partition)(p, spec) for p in raw]
             futs = cl.compute(scans)
             prog.track(futs, "scan")
             while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
@@ -1090,12 +1148,23 @@ def _prepare_features(
                 meta[spec.key] = df._meta[spec.key]
             names, codes = _part_codes(counts)
             sample = _cut_fraction(cfg, spec, counts)  # training's bin-edge sample
-            cut = [
-                dask.delayed(featurize_split, pure=False)(p, spec, pre, classes, codes, sample)
-                for p in src.to_delayed()
-            ]
-            parts, futs, samples = _persist_parts(cl, cut, names, meta, prog, with_extra=sample > 0)
-            del src, cut  # raw partitions are released once transformed
+            # held partitions are cut where they are held, in one graph
+            holders = None
+            if raw and isinstance(raw[0], Future):
+                where = cl.who_has(raw)
+                holders = [list(where.get(f.key, ())) for f in raw]
+            cut = []
+            for i, p in enumerate(raw):
+                with _pinned(holders[i] if holders else None):
+                    cut.append(
+                        dask.delayed(featurize_split, pure=False)(
+                            p, spec, pre, classes, codes, sample
+                        )
+                    )
+            parts, futs, samples = _persist_parts(
+                cl, cut, names, meta, prog, with_extra=sample > 0, holders=holders
+            )
+            del src, raw, cut  # raw partitions are released once transformed
             passes.close()  # the workers' heap settings back, freed memory to the OS
     if cfg.preprocess.feature_cache:
         with timer.stage("cache", "writing the feature cache"):

@@ -347,7 +347,28 @@ def test_scan_partition_moments_equal_direct(monkeypatch):
         pieces = [pl.scan_partition(df.iloc[i : i + 1100], spec) for i in range(0, n, 1100)]
         merged = pieces[0].merge(pieces[1]).merge(pieces[2])
         np.testing.assert_allclose(merged.moments.shifted(mean).zz, want, rtol=1e-9)
+        # the split part computed once with the read (all rows, before rows
+        # without a target are dropped) is the part each pass would compute
+        held = pl.with_split(df, spec)
+        np.testing.assert_array_equal(held[pl.PART][df["label"].notna()], assign_split(kept, spec))
+        again = pl.scan_partition(held, spec)
+        np.testing.assert_array_equal(again.parts, scan.parts)
+        np.testing.assert_array_equal(again.moments.zz, scan.moments.zz)
         for none in (df.iloc[:0], df[assign_split(df, spec) == HOLDOUT]):  # no training rows
             empty = pl.scan_partition(none, spec).moments
             assert empty.n == 0 and not empty.zz.any()
             assert scan.merge(pl.scan_partition(none, spec)).moments.n == scan.moments.n
+
+
+@pytest.mark.parametrize("name", ["__part__", "__label__"])
+def test_a_column_with_an_internal_name_is_refused(name):
+    cols = {"id": "int64", "x1": "float64", "x2": "float64", name: "int8", "label": "int64"}
+    dtypes = pd.Series({c: np.dtype(t) for c, t in cols.items()})
+    pca = {"pca": 2}
+    cfg = RunConfig.from_dict(base_config("data/", "out/", preprocess=pca))
+    with pytest.raises(scaler.DataError, match=f"{name}.*internally.*exclude"):
+        resolve_columns(dtypes, cfg)
+    cfg = RunConfig.from_dict(
+        base_config("data/", "out/", preprocess=pca, data={"exclude": [name]})
+    )
+    assert name not in resolve_columns(dtypes, cfg).columns
