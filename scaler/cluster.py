@@ -49,6 +49,31 @@ def local_layout(n_workers: int, threads_per_worker: int, cores: int) -> tuple[i
     return n_workers, threads_per_worker
 
 
+ARROW_POOL = "jemalloc"  # Arrow's memory pool in the workers connect() starts
+
+
+def worker_env() -> dict[str, str]:
+    """Environment variables for the worker processes :func:`connect` starts.
+
+    Arrow's jemalloc pool (``ARROW_DEFAULT_MEMORY_POOL``) where this pyarrow
+    has it and the variable is not already set (the workers inherit the
+    user's choice). With Arrow's default pool (mimalloc) in a Dask worker,
+    the first pass over 2M rows x 50 columns spent 0.6 to 1.2 s of CPU in
+    the kernel, faulting in memory, against 0.4 to 0.5 s with jemalloc; on
+    2 cores the read + statistics + transform took 1.56 to 1.62 s against
+    1.21 to 1.23 s, and the run's peak memory was 0.15 GiB lower.
+    """
+    if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return {}
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pandas needs it here
+        return {}
+    if ARROW_POOL not in pa.supported_memory_backends():
+        return {}
+    return {"ARROW_DEFAULT_MEMORY_POOL": ARROW_POOL}
+
+
 def describe(client: Any) -> str:
     """``"1 worker x 2 threads"``: the shape of ``client``'s cluster."""
     try:
@@ -180,6 +205,7 @@ def connect(
     )
     if config.processes:
         kwargs["host"] = "127.0.0.1"
+        kwargs["env"] = worker_env()
     # A Client that starts its own LocalCluster also stops it when closed
     # (also as a context manager), so no worker processes outlive it.
     client = Client(**kwargs)

@@ -44,3 +44,30 @@ def test_default_local_cluster_fits_the_machine():
 def test_explicit_layout_is_kept():
     with connect(config=ClusterConfig(n_workers=2, threads_per_worker=1)) as client:
         assert _layout(client) == (2, [1])
+
+
+def _arrow_pool():
+    import os
+
+    import pyarrow as pa
+
+    return os.environ.get("ARROW_DEFAULT_MEMORY_POOL"), pa.default_memory_pool().backend_name
+
+
+def test_workers_use_arrows_jemalloc_pool_unless_told_otherwise(monkeypatch):
+    import pyarrow as pa
+
+    from scaler.cluster import worker_env
+
+    if "jemalloc" not in pa.supported_memory_backends():
+        assert worker_env() == {}  # nothing to ask for where pyarrow lacks it
+        return
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    assert worker_env() == {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
+    with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
+        assert set(client.run(_arrow_pool).values()) == {("jemalloc", "jemalloc")}
+    # the user's own choice reaches the workers unchanged
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+    assert worker_env() == {}
+    with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
+        assert set(client.run(_arrow_pool).values()) == {("system", "system")}
