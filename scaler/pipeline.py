@@ -1004,7 +1004,8 @@ def _persist_parts(
     (those holding its raw rows, see :func:`_pinned`): the pieces are
     pinned there too, and everything goes to the scheduler at once.
     Without it, the partitions are cut first, wherever the scheduler puts
-    them, and the pieces pinned to where they were cut.
+    them, and the pieces pinned to where they were cut. ``cut`` is emptied:
+    once the tasks are submitted, only they hold what they depend on.
 
     Returns the parts, the futures of each part's partitions (a lost one
     is recomputed from the graph, on any worker), and, ``with_extra``, the
@@ -1015,23 +1016,26 @@ def _persist_parts(
     import dask.dataframe as dd
     from distributed import wait
 
+    tasks = list(cut)
+    cut.clear()  # the caller's list no longer holds what the tasks depend on
     if holders is None:
-        cut = cl.compute(cut)
+        tasks = cl.compute(tasks)
         if prog is not None:
-            prog.track(cut, "transform")
+            prog.track(tasks, "transform")
             prog = None
-        wait(cut)
-        where = cl.who_has(cut)  # one round trip for all
-        holders = [list(where.get(c.key, ())) for c in cut]
-    k, n = len(names), len(cut)
+        wait(tasks)
+        where = cl.who_has(tasks)  # one round trip for all
+        holders = [list(where.get(c.key, ())) for c in tasks]
+    k, n = len(names), len(tasks)
     pieces: list[Any] = []
-    for c, workers in zip(cut, holders, strict=True):
+    for c, workers in zip(tasks, holders, strict=True):
         with _pinned(workers):
             pieces += [dask.delayed(operator.getitem, pure=False)(c, i) for i in range(k)]
     if with_extra:  # one more element per tuple (a sample): wherever it lands
-        pieces += [dask.delayed(operator.getitem, pure=False)(c, -1) for c in cut]
-    del cut
+        pieces += [dask.delayed(operator.getitem, pure=False)(c, -1) for c in tasks]
+    del tasks, c
     futs = cl.compute(pieces)  # one graph
+    del pieces
     by_part = {name: futs[i : n * k : k] for i, name in enumerate(names)}
     if prog is not None:
         prog.track(by_part[names[0]], "transform")
@@ -1076,8 +1080,7 @@ def _prepare_features(
             if hold:
                 src = src.persist()
             raw = _partitions(src, hold)
-            scans = [dask.delayed(scan_partition)(p, spec) for p in raw]
-            futs = cl.compute(scans)
+            futs = cl.compute([dask.delayed(scan_partition)(p, spec) for p in raw])
             prog.track(futs, "scan")
             while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
                 futs = [
@@ -1161,10 +1164,12 @@ def _prepare_features(
                             p, spec, pre, classes, codes, sample
                         )
                     )
+            # only the tasks hold the raw partitions now: each leaves memory once it
+            # is cut, and the features that follow reuse that memory
+            del src, raw
             parts, futs, samples = _persist_parts(
                 cl, cut, names, meta, prog, with_extra=sample > 0, holders=holders
             )
-            del src, raw, cut  # raw partitions are released once transformed
             passes.close()  # the workers' heap settings back, freed memory to the OS
     if cfg.preprocess.feature_cache:
         with timer.stage("cache", "writing the feature cache"):
