@@ -952,14 +952,15 @@ def _part_codes(counts: dict[str, int]) -> tuple[list[str], tuple[int, ...]]:
     return names, tuple(PART_CODES[n] for n in names)
 
 
-def _pinned(workers: list[str] | None) -> Any:
-    """A block whose new tasks run on ``workers`` (when given), or on any
-    worker if those are lost."""
+def _pinned(workers: list[str] | None, fn: Any, *args: Any) -> Any:
+    """The delayed call ``fn(*args)``, to run on ``workers`` when given (or
+    on any worker if those are lost)."""
     import dask
 
     if not workers:
-        return contextlib.nullcontext()
-    return dask.annotate(workers=list(workers), allow_other_workers=True)
+        return dask.delayed(fn, pure=False)(*args)
+    with dask.annotate(workers=list(workers), allow_other_workers=True):
+        return dask.delayed(fn, pure=False)(*args)
 
 
 def _partitions(df: Any, held: bool) -> list[Any]:
@@ -1001,7 +1002,7 @@ def _persist_parts(
     feature is categorical. The whole frame leaves memory once it is cut.
 
     ``holders`` names, per partition, the workers its tuple is pinned to
-    (those holding its raw rows, see :func:`_pinned`): the pieces are
+    (those holding its raw rows; see :func:`_pinned`): the pieces are
     pinned there too, and everything goes to the scheduler at once.
     Without it, the partitions are cut first, wherever the scheduler puts
     them, and the pieces pinned to where they were cut. ``cut`` is emptied:
@@ -1012,7 +1013,6 @@ def _persist_parts(
     futures of each tuple's one more, last element (else an empty list)."""
     import operator
 
-    import dask
     import dask.dataframe as dd
     from distributed import wait
 
@@ -1027,13 +1027,14 @@ def _persist_parts(
         where = cl.who_has(tasks)  # one round trip for all
         holders = [list(where.get(c.key, ())) for c in tasks]
     k, n = len(names), len(tasks)
-    pieces: list[Any] = []
-    for c, workers in zip(tasks, holders, strict=True):
-        with _pinned(workers):
-            pieces += [dask.delayed(operator.getitem, pure=False)(c, i) for i in range(k)]
+    pieces = [
+        _pinned(workers, operator.getitem, c, i)
+        for c, workers in zip(tasks, holders, strict=True)
+        for i in range(k)
+    ]
     if with_extra:  # one more element per tuple (a sample): wherever it lands
-        pieces += [dask.delayed(operator.getitem, pure=False)(c, -1) for c in tasks]
-    del tasks, c
+        pieces += [_pinned(None, operator.getitem, c, -1) for c in tasks]
+    del tasks
     futs = cl.compute(pieces)  # one graph
     del pieces
     by_part = {name: futs[i : n * k : k] for i, name in enumerate(names)}
@@ -1156,14 +1157,14 @@ def _prepare_features(
             if raw and isinstance(raw[0], Future):
                 where = cl.who_has(raw)
                 holders = [list(where.get(f.key, ())) for f in raw]
-            cut = []
-            for i, p in enumerate(raw):
-                with _pinned(holders[i] if holders else None):
-                    cut.append(
-                        dask.delayed(featurize_split, pure=False)(
-                            p, spec, pre, classes, codes, sample
-                        )
-                    )
+            cut = [
+                _pinned(
+                    holders[i] if holders else None,
+                    featurize_split,
+                    *(p, spec, pre, classes, codes, sample),
+                )
+                for i, p in enumerate(raw)
+            ]
             # only the tasks hold the raw partitions now: each leaves memory once it
             # is cut, and the features that follow reuse that memory
             del src, raw

@@ -54,6 +54,15 @@ def _sorted_features(prep):
     return prep.features.compute().sort_values("id").reset_index(drop=True)
 
 
+def _frames_with(dask_worker, cols):
+    """Keys of the frames in a worker's memory that have any of ``cols``."""
+    return [
+        str(k)
+        for k, v in dask_worker.data.items()
+        if isinstance(v, pd.DataFrame) and cols & set(map(str, v.columns))
+    ]
+
+
 def test_hold_raw_reads_once_and_gives_the_same_features(s3, client, tmp_path):
     so = s3.storage_options
     prefix = f"hold-{uuid.uuid4().hex[:8]}"
@@ -72,6 +81,10 @@ def test_hold_raw_reads_once_and_gives_the_same_features(s3, client, tmp_path):
         s3.recorder.reset()
         prep = scaler.prepare(cfg, client=client, progress=False)
         runs[hold] = (prep, s3.recorder.data_bytes("scaler-data", prefix))
+        # only the features stay in cluster memory, never a raw partition
+        raw_cols = set(prep.spec.numeric)
+        kept = client.run(lambda dask_worker, cols=raw_cols: _frames_with(dask_worker, cols))
+        assert not any(kept.values()) and sum(map(len, client.who_has().values())) > 0
     (held, read_held), (streamed, read_streamed) = runs[True], runs[False]
     # bytes fetched from the store: the data once when held (plus footers
     # and metadata), once more when streamed (statistics pass, then transform)
