@@ -146,6 +146,37 @@ def test_lost_worker_during_preprocessing_is_recomputed(fault_data, reference, t
     assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.005
 
 
+def test_held_partitions_lost_before_the_transform_are_read_again(fault_data, reference, tmp_path):
+    # The raw columns are held between the passes, and the transform drops the
+    # client's references to them. A worker lost right after the statistics
+    # takes its held partitions with it: the transform reads those again.
+    from distributed import Client, get_task_stream
+
+    lost = []
+    with DaskProcesses(n_workers=3) as procs, Client(procs.address) as client:
+
+        def echo(line):
+            if line.startswith("[transform] transforming"):
+                has = client.has_what()
+                addr = max(has, key=lambda a: len(has[a]))  # the worker holding most
+                pid = client.run(os.getpid, workers=[addr])[addr]
+                os.kill(pid, signal.SIGKILL)
+                lost.append(len(has[addr]))
+
+        cfg = fault_config(fault_data, tmp_path / "out", procs.address)
+        cfg["preprocess"]["hold_raw"] = True
+        with get_task_stream(client) as ts:
+            result = scaler.run(cfg, client=client, echo=echo)
+    reads = [t["key"] for t in ts.data if "read_parquet" in str(t["key"])]
+    assert lost and lost[0] > 0
+    assert len(reads) > 8, reads  # 8 files: some were read a second time
+    assert result.counts == reference.counts
+    ref = reference.model.preprocessor.scaler_pca
+    got = result.model.preprocessor.scaler_pca
+    np.testing.assert_allclose(got.components_, ref.components_, rtol=1e-9, atol=1e-12)
+    assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.005
+
+
 def test_worker_over_its_memory_limit_is_restarted_and_training_resumes(
     fault_data, reference, tmp_path
 ):
