@@ -121,8 +121,10 @@ def suggest(files: list[FileInfo]) -> str | None:
         target = max(1, round(total / (256 * MB)))
         return (
             f"the {n:,} files average ~{_h(avg)} in memory; Dask works best with partitions "
-            f"of 100 MB-1 GB, and with small ones per-task overhead dominates. Rewrite the "
-            f"data as about {target:,} file(s), e.g. "
+            f"of 100 MB-1 GB, and with small ones per-task overhead dominates. scaler run "
+            f"reads such files several to a partition (unless hive-partitioned), but each "
+            f"one still costs a request and a footer: rewrite the data as about {target:,} "
+            f"file(s), e.g. "
             "dd.read_parquet(URL).repartition(partition_size='256MB').to_parquet(NEW_URL)."
         )
     if avg > GOOD_MAX * 2:

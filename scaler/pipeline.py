@@ -497,7 +497,7 @@ def run(
     t_start = time.perf_counter()
 
     # Everything that can be checked without reading data pages.
-    df, spec, rows = _read(cfg)
+    df, spec, read_info = _read(cfg)
     bundle_url = storage.join(cfg.output.url, "model")
     preds_url = storage.join(cfg.output.url, "holdout_predictions")
     if not cfg.output.overwrite and storage.exists(
@@ -513,7 +513,7 @@ def run(
     start = _resume_point(cfg, ckpt_url, fp, echo) if resume else None
 
     with _client_for(cfg, client, scheduler, echo) as cl:
-        prep = _prepare_features(cfg, df, spec, cl, timer, prog, rows=rows)
+        prep = _prepare_features(cfg, df, spec, cl, timer, prog, read_info=read_info)
         counts, sp = prep.counts, prep.preprocessor.scaler_pca
 
         # ---- train
@@ -832,16 +832,20 @@ def prepare(
             "client: pass client=..., or start one first, e.g. `client = scaler.connect()`."
         )
     echo = echo or (lambda msg: log.info(msg))
-    df, spec, rows = _read(cfg)
+    df, spec, read_info = _read(cfg)
     with cl.as_current():
         return _prepare_features(
-            cfg, df, spec, cl, _Timer(echo), Progress(progress, echo=echo), rows=rows
+            cfg, df, spec, cl, _Timer(echo), Progress(progress, echo=echo), read_info=read_info
         )
 
 
-def _read(cfg: RunConfig) -> tuple[Any, Spec, int | None]:
+def _read(
+    cfg: RunConfig, *, group_bytes: int | None = None, check: bool = True
+) -> tuple[Any, Spec, dict[str, Any]]:
     """The lazy dataframe of the used columns, the resolved column roles,
-    and the number of rows the files' footers declare."""
+    and what the files' footers say (``rows``, ``file_bytes``: see
+    :func:`scaler.storage.read_dataset`, which ``group_bytes`` and
+    ``check`` go to)."""
     d = cfg.data
     info: dict[str, Any] = {}
     df = storage.read_dataset(
@@ -850,10 +854,23 @@ def _read(cfg: RunConfig) -> tuple[Any, Spec, int | None]:
         storage_options=d.storage_options,
         cache=d.cache,
         cache_dir=d.cache_dir or None,
+        check=check,
         info=info,
+        group_bytes=group_bytes,
     )
     spec = resolve_columns(df.dtypes, cfg)
-    return df[spec.columns], spec, info.get("rows")
+    return df[spec.columns], spec, info
+
+
+def _grouped(cfg: RunConfig, df: Any, spec: Spec, file_bytes: Any, cl: Any) -> tuple[Any, str]:
+    """``df`` read with small files grouped into partitions for ``cl``'s
+    threads (:func:`scaler.storage.group_bytes`), and how, for the log."""
+    gb = storage.group_bytes(file_bytes, 2 * _cluster_threads(cl))
+    if gb:
+        df = _read(cfg, group_bytes=gb, check=False)[0]
+    if file_bytes and df.npartitions != len(file_bytes):
+        return df, f"{len(file_bytes)} files in {df.npartitions} partitions; "
+    return df, ""
 
 
 HOLD_RAW_SHARE = 0.1  # hold_raw = "auto": raw columns up to this share of cluster memory
@@ -875,6 +892,15 @@ def _cluster_memory(cl: Any) -> int:
         workers = cl.scheduler_info()["workers"].values()
     limits = [int(w.get("memory_limit") or 0) for w in workers]
     return 0 if not limits or 0 in limits else sum(limits)
+
+
+def _cluster_threads(cl: Any) -> int:
+    """The number of threads of the cluster's workers, together (at least 1)."""
+    try:
+        workers = cl.scheduler_info(n_workers=-1)["workers"].values()
+    except TypeError:  # older distributed: no n_workers argument
+        workers = cl.scheduler_info()["workers"].values()
+    return max(1, sum(int(w.get("nthreads") or 0) for w in workers))
 
 
 def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[bool, str]:
@@ -1055,9 +1081,10 @@ def _prepare_features(
     timer: _Timer,
     prog: Progress,
     *,
-    rows: int | None = None,
+    read_info: dict[str, Any] | None = None,
 ) -> Prepared:
-    """Scan, fit scaling + PCA, and persist the model features on the cluster."""
+    """Scan, fit scaling + PCA, and persist the model features on the cluster.
+    ``read_info``: what :func:`_read` learnt from the files' footers."""
     import dask
     from distributed import Future
 
@@ -1072,9 +1099,11 @@ def _prepare_features(
     with contextlib.ExitStack() as passes:
         passes.enter_context(_heap_kept(cl))  # both passes reuse freed buffers
         # ---- pass 1: every statistic at once (raw columns kept in memory when small)
-        hold, why = _hold_raw(cfg, df, rows, cl)
+        read_info = read_info or {}
+        df, layout = _grouped(cfg, df, spec, read_info.get("file_bytes"), cl)
+        hold, why = _hold_raw(cfg, df, read_info.get("rows"), cl)
         what = "held in memory" if hold else "streamed, read again to transform"
-        with timer.stage("scan", f"reading data ({what}: {why}) and computing statistics"):
+        with timer.stage("scan", f"reading data ({layout}{what}: {why}) and computing statistics"):
             src = df.map_partitions(
                 with_split, spec, meta=df._meta.assign(**{PART: np.array([], dtype=np.int8)})
             )

@@ -54,6 +54,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import posixpath
 import uuid
@@ -108,6 +109,9 @@ CACHE_MODES = ("none", "local")
 _FOOTER_BLOCK = 1 << 16
 # What dask.dataframe.read_parquet reads in a folder; other files are ignored.
 PARQUET_EXTENSIONS = (".parq", ".parquet", ".pq")
+# Files smaller than this (uncompressed, as their footers say) may be read
+# several to a partition: see group_bytes.
+PARTITION_BYTES = 100 * 2**20
 
 
 def _safe(url: str) -> str:
@@ -443,6 +447,37 @@ def check_files(fs: Any, details: list[dict[str, Any]], *, threads: int = 8) -> 
     return metas
 
 
+def _uncompressed(meta: Any) -> int:
+    """A Parquet file's uncompressed size, from its footer."""
+    return int(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)))
+
+
+def group_bytes(sizes: Sequence[int] | None, min_partitions: int) -> int | None:
+    """The ``group_bytes`` of :func:`read_dataset` for files of uncompressed
+    ``sizes`` read by a cluster that runs ``min_partitions`` tasks at once
+    (or more): None (a partition per file) unless every file is smaller
+    than PARTITION_BYTES; then partitions of about that size or more, in
+    a number that is a multiple of ``min_partitions`` (and at least it, so
+    every thread has a share).
+
+    Small partitions cost a task each in every pass, and a scheduler round
+    trip: 16 files of 2M rows x 50 float32 columns in 4 partitions instead
+    of 16 took 0.86 to 1.00 s to read, scan and transform on 1 worker x 2
+    threads, instead of 1.04 to 1.13 s.
+
+    >>> group_bytes([40 * 2**20] * 16, 4) // 2**20, group_bytes([2**30] * 4, 4)
+    (160, None)
+    """
+    if not sizes or len(sizes) < 2 or min_partitions < 1:
+        return None
+    if max(sizes) >= PARTITION_BYTES or min(sizes) <= 0:
+        return None
+    n = sum(sizes) // PARTITION_BYTES // min_partitions * min_partitions
+    n = min(len(sizes), max(min_partitions, n))
+    per = math.ceil(len(sizes) / n)
+    return None if per < 2 else per * max(sizes) + 1
+
+
 def read_dataset(
     url: str,
     *,
@@ -453,6 +488,7 @@ def read_dataset(
     cache_dir: str | None = None,
     check: bool = True,
     info: dict[str, Any] | None = None,
+    group_bytes: int | None = None,
 ) -> Any:
     """Read Parquet at ``url`` as a lazy Dask dataframe.
 
@@ -463,7 +499,16 @@ def read_dataset(
     a column whose type differs between files. ``cache="local"`` reads
     remote files through a local cache (see the module docstring). With
     ``check=True`` and an ``info`` dict, ``info["rows"]`` receives the
-    number of rows the footers declare (before row filters).
+    number of rows the footers declare (before row filters), and
+    ``info["file_bytes"]`` each file's uncompressed size (None when the
+    data is hive-partitioned).
+
+    With ``group_bytes``, consecutive files are read into one partition
+    while their uncompressed sizes add up to at most that many bytes
+    (Dask's ``blocksize`` with ``aggregate_files``; a larger file is a
+    partition of its own): one Arrow table per partition, converted to
+    pandas once. It is ignored for hive-partitioned data;
+    :func:`group_bytes` chooses it.
 
     Examples
     --------
@@ -482,10 +527,15 @@ def read_dataset(
         src, so = _cached(url, storage_options, fingerprint_files(details), cache_dir)
         so = so or None
     fs = get_fs(src, so)[0]
+    hive = any(partition_values(d["rel"]) for d in details)
+    grouping: dict[str, Any] = {}
+    if group_bytes and not hive and len(details) > 1:
+        grouping = dict(split_row_groups="adaptive", blocksize=group_bytes, aggregate_files=True)
     if check:
         metas = check_files(fs, details)
         if info is not None:
             info["rows"] = int(sum(m.num_rows for m in metas))
+            info["file_bytes"] = None if hive else [_uncompressed(m) for m in metas]
     committed = details[0]["committed"]
     plain_http = _protocols(url)[-1] in ("http", "https") and len(details) > 1
     if committed or plain_http:
@@ -500,6 +550,7 @@ def read_dataset(
                 target,
                 filters=(flt or None) if with_filters else None,
                 storage_options=so,
+                **grouping,
             )
         except Exception as e:  # noqa: BLE001
             mapped = _map_storage_error(e, url)

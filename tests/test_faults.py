@@ -169,7 +169,7 @@ def test_held_partitions_lost_before_the_transform_are_read_again(fault_data, re
             result = scaler.run(cfg, client=client, echo=echo)
     reads = [t["key"] for t in ts.data if "read_parquet" in str(t["key"])]
     assert lost and lost[0] > 0
-    assert len(reads) > 8, reads  # 8 files: some were read a second time
+    assert len(reads) > len(set(reads)), reads  # some partitions were read a second time
     assert result.counts == reference.counts
     ref = reference.model.preprocessor.scaler_pca
     got = result.model.preprocessor.scaler_pca

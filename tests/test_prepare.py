@@ -115,8 +115,9 @@ def test_hold_raw_auto_holds_only_what_fits_a_tenth_of_cluster_memory(binary_dat
     from scaler.pipeline import _hold_raw, _raw_bytes, _read
 
     cfg = load_config(base_config(binary_data, "unused"))
-    df, _, rows = _read(cfg)
-    assert rows == 6000
+    df, _, info = _read(cfg)
+    rows = info["rows"]
+    assert rows == 6000 and len(info["file_bytes"]) == 4
     need = _raw_bytes(df, rows)
     widths = [dt.itemsize if isinstance(dt, np.dtype) else 32 for dt in df.dtypes]
     assert need == 6000 * sum(widths) and any(w == 32 for w in widths)  # a string column
@@ -331,3 +332,30 @@ def test_memory_is_trimmed_only_on_workers_near_their_limit(monkeypatch):
     pipeline._trim_memory(_FakeWorker(int(1.5 * gib), 3 * gib))
     pipeline._trim_memory()  # called outside a worker: always trims
     assert calls == [1, 1]
+
+
+def test_small_files_are_grouped_into_partitions_with_the_same_results(
+    client, tmp_path, monkeypatch
+):
+    # 16 small files on 2 threads: read four to a partition (4 partitions, a
+    # task each per pass instead of 16), with the same statistics and features.
+    data = str(tmp_path / "data")
+    with client.as_current():
+        scaler.make_dataset(data, rows=8000, n_features=6, files=16, rank=3)
+    cfg = base_config(data, str(tmp_path / "out"))
+    lines = []
+    grouped = scaler.prepare(cfg, client=client, progress=False, echo=lines.append)
+    assert any("16 files in 4 partitions" in line for line in lines), lines
+    assert grouped.parts["train"].npartitions == 4
+    monkeypatch.setattr(scaler.storage, "PARTITION_BYTES", 1)  # every file is "large"
+    lines.clear()
+    one_each = scaler.prepare(cfg, client=client, progress=False, echo=lines.append)
+    assert not any("partitions" in line for line in lines), lines
+    assert one_each.parts["train"].npartitions == 16
+    assert grouped.counts == one_each.counts
+    a, b = grouped.preprocessor.scaler_pca, one_each.preprocessor.scaler_pca
+    np.testing.assert_allclose(a.mean_, b.mean_, rtol=1e-12)
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(_sorted_features(grouped), _sorted_features(one_each), rtol=1e-6)
+    grouped.release()
+    one_each.release()

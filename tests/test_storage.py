@@ -1,3 +1,5 @@
+import uuid
+
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -70,3 +72,70 @@ def test_bytes_round_trip_memory():
     assert storage.read_bytes("memory://scaler-test/a/b.bin") == b"hello"
     with pytest.raises(DatasetNotFoundError):
         storage.read_bytes("memory://scaler-test/missing.bin")
+
+
+def test_group_bytes_groups_only_small_files_and_keeps_every_thread_busy():
+    MiB = 2**20
+    # 16 files of 40 MiB for 4 threads' worth of tasks: 4 partitions of 4 files
+    assert storage.group_bytes([40 * MiB] * 16, 4) == 4 * 40 * MiB + 1
+    # 1000 files of 1 MiB: partitions of at least 100 MiB, a multiple of 4 of them
+    assert storage.group_bytes([MiB] * 1000, 4) == 125 * MiB + 1
+    # tiny data still makes one partition per thread's worth
+    assert storage.group_bytes([MiB] * 16, 8) == 2 * MiB + 1
+    # a file as large as a partition, a single file, too few files, no sizes: no grouping
+    assert storage.group_bytes([MiB] * 15 + [storage.PARTITION_BYTES], 4) is None
+    assert storage.group_bytes([MiB], 4) is None
+    assert storage.group_bytes([MiB] * 8, 16) is None
+    assert storage.group_bytes(None, 4) is None
+
+
+def _numbered_files(folder, n, rows):
+    folder.mkdir()
+    for i in range(n):
+        pd.DataFrame(
+            {"id": np.arange(i * rows, (i + 1) * rows), "x": np.random.default_rng(i).random(rows)}
+        ).to_parquet(folder / f"part-{i:05d}.parquet", index=False)
+    return str(folder)
+
+
+def test_small_files_are_read_several_to_a_partition_in_order(tmp_path):
+    url = _numbered_files(tmp_path / "d", 8, 1000)
+    info = {}
+    one_each = storage.read_dataset(url, info=info)
+    assert one_each.npartitions == 8 and len(info["file_bytes"]) == 8
+    gb = storage.group_bytes(info["file_bytes"], 2)
+    grouped = storage.read_dataset(url, group_bytes=gb)
+    assert grouped.npartitions == 2
+    assert grouped.map_partitions(len).compute().tolist() == [4000, 4000]
+    want = pd.concat([pd.read_parquet(f) for f in sorted((tmp_path / "d").iterdir())])
+    pd.testing.assert_frame_equal(
+        grouped.compute().reset_index(drop=True), want.reset_index(drop=True)
+    )
+    # unchecked (no footers read by scaler), filters still apply
+    got = storage.read_dataset(url, group_bytes=gb, check=False, filters=[["id", "<", 2500]])
+    assert got.npartitions <= 2 and sorted(got.compute().id) == list(range(2500))
+
+
+def test_hive_partitions_are_not_grouped(tree):
+    info = {}
+    storage.read_dataset(str(tree), info=info)
+    assert info["file_bytes"] is None
+    df = storage.read_dataset(str(tree), group_bytes=10 * 2**20)
+    assert df.npartitions == 3
+    assert sorted(df.compute().month.astype(int).unique()) == [1, 2, 3]
+
+
+def test_small_files_on_s3_are_grouped_too(s3, client):
+    so = s3.storage_options
+    url = f"s3://scaler-data/group-{uuid.uuid4().hex[:8]}"
+    for i in range(8):
+        pd.DataFrame({"id": np.arange(i * 500, (i + 1) * 500), "x": np.ones(500)}).to_parquet(
+            f"{url}/part-{i:05d}.parquet", index=False, storage_options=so
+        )
+    info = {}
+    storage.read_dataset(url, storage_options=so, info=info)
+    gb = storage.group_bytes(info["file_bytes"], 4)
+    df = storage.read_dataset(url, storage_options=so, group_bytes=gb)
+    with client.as_current():
+        assert df.map_partitions(len).compute().tolist() == [1000] * 4  # 2 files each
+        assert df.compute().id.tolist() == list(range(4000))
