@@ -51,6 +51,8 @@ from benchmarks.monitor import run_monitored
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 GiB = 2**30
+# The plain reads with scaler's grouping of small files, on scaler's cluster.
+GROUPED_READS = ("plain_read_grouped_before", "plain_read_grouped_after")
 
 
 def log(msg: str) -> None:
@@ -259,6 +261,8 @@ def run_size(rows: int, a: argparse.Namespace, tag: str) -> dict[str, Any]:
                         "load_before",
                         "plain_read_before",
                         "plain_read_after",
+                        *GROUPED_READS,
+                        "plain_read_default_cluster",
                     )
                 }
                 | {
@@ -354,8 +358,12 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
 
     pr = [s.get(k, {}).get("seconds") for k in ("plain_read_before", "plain_read_after")]
     pr = [x for x in pr if x is not None]
-    pr_default = (s.get("plain_read_default_cluster") or {}).get("runs_s") or []
-    reads_all = pr + pr_default
+    pr_grouped = [s.get(k, {}).get("seconds") for k in GROUPED_READS]
+    pr_grouped = [x for x in pr_grouped if x is not None]
+    dc = s.get("plain_read_default_cluster") or {}
+    pr_default = dc.get("runs_s") or []
+    pr_default_grouped = dc.get("grouped_runs_s") or []
+    reads_all = pr + pr_grouped + pr_default + pr_default_grouped
     plain = min(reads_all) if reads_all else None  # the fastest read: the strictest reference
     bp, sp = b.get("process", {}), s.get("process", {})
     out: dict[str, Any] = {
@@ -363,6 +371,9 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
         "plain_read_s": plain,
         "plain_read_runs_s": pr,
         "plain_read_default_cluster_runs_s": pr_default,
+        "plain_read_grouped_runs_s": pr_grouped,
+        "plain_read_default_cluster_grouped_runs_s": pr_default_grouped,
+        "read_grouping": s.get("read_grouping") or {},
         "auc": {
             "baseline": b.get("auc"),
             "scaler": s.get("auc"),
@@ -407,8 +418,12 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
     per_run = []
     for y in sa:
         t = y.get("timings") or {}
-        reads = [(y.get(k) or {}).get("seconds") for k in ("plain_read_before", "plain_read_after")]
-        reads += (y.get("plain_read_default_cluster") or {}).get("runs_s") or []
+        reads = [
+            (y.get(k) or {}).get("seconds")
+            for k in ("plain_read_before", "plain_read_after", *GROUPED_READS)
+        ]
+        dc = y.get("plain_read_default_cluster") or {}
+        reads += (dc.get("runs_s") or []) + (dc.get("grouped_runs_s") or [])
         reads = [x for x in reads if x]
         if y.get("status") == "ok" and reads and "scan" in t and "transform" in t:
             per_run.append((t["scan"] + t["transform"]) / min(reads))
@@ -466,10 +481,19 @@ def markdown(res: dict[str, Any], meta: dict[str, Any]) -> str:
     pr = c["plain_read_s"]
     runs = ", ".join(_f(x) for x in c["plain_read_runs_s"])
     default = ", ".join(_f(x) for x in c.get("plain_read_default_cluster_runs_s") or [])
+    grouped = ""
+    if c.get("read_grouping"):
+        g = ", ".join(_f(x) for x in c.get("plain_read_grouped_runs_s") or [])
+        gd = ", ".join(_f(x) for x in c.get("plain_read_default_cluster_grouped_runs_s") or [])
+        grouped = (
+            f"; with scaler's grouping of the files into partitions (blocksize"
+            f" {c['read_grouping'].get('blocksize', 0) / 2**20:.0f} MiB, aggregate_files),"
+            f" {g or '—'} and {gd or '—'} s"
+        )
     L.append(
         f"| plain parallel read (the reference) | | {_f(pr)} | | fastest of {runs} s on scaler's"
         f" cluster (before / after the run) and {default or '—'} s on a LocalCluster with Dask's"
-        " defaults, same shape |"
+        f" defaults, same shape{grouped} |"
     )
     a = c["auc"]
     L.append(

@@ -172,15 +172,15 @@ def _touch_partition(df: Any) -> int:
     return int(df.memory_usage(index=False, deep=False).sum())
 
 
-def plain_read(client: Any, url: str) -> dict[str, Any]:
+def plain_read(client: Any, url: str, read_kw: dict[str, Any] | None = None) -> dict[str, Any]:
     """One plain parallel read of the same data on the same cluster:
-    ``dd.read_parquet(url)``, every partition materialised (all columns)
-    on the workers, only its size sent back."""
+    ``dd.read_parquet(url, **read_kw)``, every partition materialised (all
+    columns) on the workers, only its size sent back."""
     import dask
     import dask.dataframe as dd
 
     t = time.perf_counter()
-    ddf = dd.read_parquet(url)
+    ddf = dd.read_parquet(url, **(read_kw or {}))
     sizes = dask.compute(*[dask.delayed(_touch_partition)(p) for p in ddf.to_delayed()])
     return {
         "seconds": round(time.perf_counter() - t, 3),
@@ -189,13 +189,38 @@ def plain_read(client: Any, url: str) -> dict[str, Any]:
     }
 
 
+def scaler_grouping(client: Any, url: str) -> dict[str, Any]:
+    """The ``dd.read_parquet`` options with which scaler reads ``url`` on
+    ``client``'s cluster when it groups small files into partitions
+    (:func:`scaler.storage.group_bytes`); empty when it does not (or this
+    version of scaler never does)."""
+    from scaler import storage
+
+    if not hasattr(storage, "group_bytes"):
+        return {}
+    info: dict[str, Any] = {}
+    storage.read_dataset(url, info=info)
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    threads = sum(int(w["nthreads"]) for w in workers)
+    gb = storage.group_bytes(info.get("file_bytes"), 2 * threads)
+    if not gb:
+        return {}
+    return {"split_row_groups": "adaptive", "blocksize": gb, "aggregate_files": True}
+
+
 def plain_read_default_cluster(
-    url: str, workers: int, threads: int, memory_limit: Any, reads: int = 2
+    url: str,
+    workers: int,
+    threads: int,
+    memory_limit: Any,
+    reads: int = 2,
+    read_kw: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`plain_read` on a LocalCluster with Dask's defaults and the
     shape of scaler's (scaler's own sets its workers' Arrow memory pool,
     :func:`scaler.cluster.worker_env`): the preprocessing target is taken
-    against the faster of the two clusters' reads."""
+    against the fastest of all the reads. With ``read_kw`` (scaler's
+    grouping of small files), as many reads again with those options."""
     from distributed import Client, LocalCluster
 
     with (
@@ -209,7 +234,8 @@ def plain_read_default_cluster(
         Client(lc) as c,
     ):
         runs = [plain_read(c, url)["seconds"] for _ in range(reads)]
-    return {"seconds": min(runs), "runs_s": runs}
+        grouped = [plain_read(c, url, read_kw)["seconds"] for _ in range(reads)] if read_kw else []
+    return {"seconds": min(runs + grouped), "runs_s": runs, "grouped_runs_s": grouped}
 
 
 def _scaler_path() -> str:
@@ -274,8 +300,13 @@ def scaler_side(a: argparse.Namespace) -> None:
         f"cluster up in {res['cluster_start_s']:.2f} s: {client}; scaler from {res['scaler_source']}"
     )
     try:
+        grouping = scaler_grouping(client, a.data)
+        res["read_grouping"] = grouping
         res["plain_read_before"] = plain_read(client, a.data)
         log(f"plain parallel read {res['plain_read_before']}")
+        if grouping:
+            res["plain_read_grouped_before"] = plain_read(client, a.data, grouping)
+            log(f"plain parallel read with scaler's grouping {res['plain_read_grouped_before']}")
         cfg = run_config(
             a.data, a.out, workers=a.workers, threads=a.threads, memory_limit=a.memory_limit
         )
@@ -295,6 +326,9 @@ def scaler_side(a: argparse.Namespace) -> None:
         res["workers"] = {str(k): v for k, v in client.run(_worker_memory_report).items()}
         res["plain_read_after"] = plain_read(client, a.data)
         log(f"plain parallel read {res['plain_read_after']}")
+        if grouping:
+            res["plain_read_grouped_after"] = plain_read(client, a.data, grouping)
+            log(f"plain parallel read with scaler's grouping {res['plain_read_grouped_after']}")
         res["status"] = "ok"
     except Exception as e:  # noqa: BLE001 - reported, not hidden
         res.update(status="error", error=f"{type(e).__name__}: {e}")
@@ -311,6 +345,7 @@ def scaler_side(a: argparse.Namespace) -> None:
                 res["cluster"]["started_workers"],
                 res["cluster"]["started_threads"][0],
                 a.memory_limit,
+                read_kw=res.get("read_grouping") or None,
             )
             log(
                 f"plain parallel read, Dask's default LocalCluster {res['plain_read_default_cluster']}"
