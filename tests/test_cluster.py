@@ -54,20 +54,30 @@ def _arrow_pool():
     return os.environ.get("ARROW_DEFAULT_MEMORY_POOL"), pa.default_memory_pool().backend_name
 
 
+def _hugepage_setting(dask_worker=None):
+    import os
+
+    return os.environ.get("NUMPY_MADVISE_HUGEPAGE")
+
+
 def test_workers_use_arrows_jemalloc_pool_unless_told_otherwise(monkeypatch):
     import pyarrow as pa
 
     from scaler.cluster import worker_env
 
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
     if "jemalloc" not in pa.supported_memory_backends():
-        assert worker_env() == {}  # nothing to ask for where pyarrow lacks it
+        assert "ARROW_DEFAULT_MEMORY_POOL" not in worker_env()  # nothing to ask for
         return
     monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    assert worker_env() == {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
+    assert worker_env() == {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc", "NUMPY_MADVISE_HUGEPAGE": "0"}
     with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
         assert set(client.run(_arrow_pool).values()) == {("jemalloc", "jemalloc")}
-    # the user's own choice reaches the workers unchanged
+        assert set(client.run(_hugepage_setting).values()) == {"0"}
+    # the user's own choices reach the workers unchanged
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
     assert worker_env() == {}
     with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
         assert set(client.run(_arrow_pool).values()) == {("system", "system")}
+        assert set(client.run(_hugepage_setting).values()) == {"1"}
