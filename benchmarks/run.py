@@ -85,7 +85,24 @@ def machine_info() -> dict[str, Any]:
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "os": platform.platform(),
         "python": platform.python_version(),
+        "transparent_hugepages": _thp_mode(),
+        # Memory settings both sides inherit (scaler's workers add theirs,
+        # scaler.cluster.worker_env, where these are unset).
+        "environment": {k: os.environ[k] for k in MEMORY_ENV if k in os.environ},
     }
+
+
+MEMORY_ENV = ("NUMPY_MADVISE_HUGEPAGE", "ARROW_DEFAULT_MEMORY_POOL", "MALLOC_TRIM_THRESHOLD_")
+
+
+def _thp_mode() -> str:
+    """The kernel's transparent huge page mode (the bracketed word), if known."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            text = f.read()
+    except OSError:
+        return "unknown"
+    return text[text.find("[") + 1 : text.find("]")] if "[" in text else text.strip()
 
 
 def versions() -> dict[str, str]:
@@ -777,7 +794,9 @@ def _meta_md(meta: dict[str, Any]) -> str:
     m, v = meta["machine"], meta["versions"]
     return (
         f"\nMachine: {m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, {m['os']}, Python {m['python']}; "
-        f"load average at start {m['load_average_at_start']} (shared machine).  \n"
+        f"load average at start {m['load_average_at_start']} (shared machine); transparent huge"
+        f" pages: {m.get('transparent_hugepages', 'unknown')}; memory settings in the environment"
+        f" of both sides: {m.get('environment') or 'none'}.  \n"
         f"scaler under test: {meta['scaler_under_test']}.  \n"
         "Versions: " + ", ".join(f"{k} {x}" for k, x in v.items()) + f".  \n"
         f"Command: `{meta['command']}` (started {meta['started']}).\n"
