@@ -719,7 +719,9 @@ def main(argv: list[str] | None = None) -> int:
     a.pinned = pin_scaler(a.scaler_ref, a.data_dir) if a.scaler_ref else None
     sizes = [int(float(x)) for x in a.rows.split(",") if x.strip()]
     os.makedirs(a.out, exist_ok=True)
-    command = "python -m benchmarks.run " + " ".join(
+    # the memory settings in the environment are part of how to reproduce it
+    env = "".join(f"{k}={shlex.quote(os.environ[k])} " for k in MEMORY_ENV if k in os.environ)
+    command = f"{env}python -m benchmarks.run " + " ".join(
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
     )
     suffix = ""
