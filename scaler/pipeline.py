@@ -884,23 +884,24 @@ def _raw_bytes(df: Any, rows: int) -> int:
     return int(rows * width)
 
 
+def _workers(cl: Any) -> list[dict[str, Any]]:
+    """The scheduler's record of each of the cluster's workers."""
+    try:
+        workers = cl.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # older distributed: no n_workers argument
+        workers = cl.scheduler_info()["workers"]
+    return list(workers.values())
+
+
 def _cluster_memory(cl: Any) -> int:
     """The summed memory limit of the cluster's workers (bytes; 0 if unknown)."""
-    try:
-        workers = cl.scheduler_info(n_workers=-1)["workers"].values()
-    except TypeError:  # older distributed: no n_workers argument
-        workers = cl.scheduler_info()["workers"].values()
-    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    limits = [int(w.get("memory_limit") or 0) for w in _workers(cl)]
     return 0 if not limits or 0 in limits else sum(limits)
 
 
 def _cluster_threads(cl: Any) -> int:
     """The number of threads of the cluster's workers, together (at least 1)."""
-    try:
-        workers = cl.scheduler_info(n_workers=-1)["workers"].values()
-    except TypeError:  # older distributed: no n_workers argument
-        workers = cl.scheduler_info()["workers"].values()
-    return max(1, sum(int(w.get("nthreads") or 0) for w in workers))
+    return max(1, sum(int(w.get("nthreads") or 0) for w in _workers(cl)))
 
 
 def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[bool, str]:
