@@ -1101,10 +1101,12 @@ def _prepare_features(
         passes.enter_context(_heap_kept(cl))  # both passes reuse freed buffers
         # ---- pass 1: every statistic at once (raw columns kept in memory when small)
         read_info = read_info or {}
-        df, layout = _grouped(cfg, df, spec, read_info.get("file_bytes"), cl)
-        hold, why = _hold_raw(cfg, df, read_info.get("rows"), cl)
-        what = "held in memory" if hold else "streamed, read again to transform"
-        with timer.stage("scan", f"reading data ({layout}{what}: {why}) and computing statistics"):
+        with timer.stage("scan", "reading data and computing statistics"):
+            # the read as the cluster will run it is part of the stage's time
+            df, layout = _grouped(cfg, df, spec, read_info.get("file_bytes"), cl)
+            hold, why = _hold_raw(cfg, df, read_info.get("rows"), cl)
+            what = "held in memory" if hold else "streamed, read again to transform"
+            timer.echo(f"[scan] {layout}{what}: {why}")
             src = df.map_partitions(
                 with_split, spec, meta=df._meta.assign(**{PART: np.array([], dtype=np.int8)})
             )
