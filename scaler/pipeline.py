@@ -904,22 +904,37 @@ def _cluster_threads(cl: Any) -> int:
     return max(1, sum(int(w.get("nthreads") or 0) for w in _workers(cl)))
 
 
-def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[bool, str]:
-    """Whether to keep the raw columns in memory between the two passes, and why."""
+def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[int, str]:
+    """How many of ``df``'s partitions (the first ones) to keep in memory
+    between the two passes, and why. ``"auto"`` holds as many as fit
+    HOLD_RAW_SHARE of the cluster's memory: all of them when the data is
+    small, a part when it is not (the rest is read again to transform),
+    never more than that share however large the data."""
+    n = int(df.npartitions)
     mode = cfg.preprocess.hold_raw
     if mode is not True and mode is not False:
         if rows is None:
-            return False, "row count unknown"
+            return 0, "row count unknown"
         need, have = _raw_bytes(df, rows), _cluster_memory(cl)
         if not have:
-            return False, "workers have no memory limit"
-        ok = need <= HOLD_RAW_SHARE * have
-        verdict = "at most" if ok else "more than"
-        return ok, (
-            f"raw columns ~{need / 2**30:.2f} GiB, {verdict} "
-            f"{HOLD_RAW_SHARE:.0%} of the cluster's {have / 2**30:.1f} GiB"
-        )
-    return bool(mode), "[preprocess] hold_raw"
+            return 0, "workers have no memory limit"
+        budget = HOLD_RAW_SHARE * have
+        size = f"raw columns ~{need / 2**30:.2f} GiB"
+        of = f"{HOLD_RAW_SHARE:.0%} of the cluster's {have / 2**30:.1f} GiB"
+        if need <= budget:
+            return n, f"{size}, at most {of}"
+        k = min(n, int(budget // (need / max(n, 1)))) if need else n
+        return k, f"{size}, more than {of}"
+    return (n if mode else 0), "[preprocess] hold_raw"
+
+
+def _hold_line(held: int, n: int) -> str:
+    """What the scan says about holding ``held`` of ``n`` partitions."""
+    if held >= n:
+        return "held in memory"
+    if held == 0:
+        return "streamed, read again to transform"
+    return f"{held} of {n} partitions held in memory, the rest read again to transform"
 
 
 def featurize_split(
@@ -1105,14 +1120,16 @@ def _prepare_features(
             # the read as the cluster will run it is part of the stage's time
             df, layout = _grouped(cfg, df, spec, read_info.get("file_bytes"), cl)
             hold, why = _hold_raw(cfg, df, read_info.get("rows"), cl)
-            what = "held in memory" if hold else "streamed, read again to transform"
-            timer.echo(f"[scan] {layout}{what}: {why}")
+            timer.echo(f"[scan] {layout}{_hold_line(hold, df.npartitions)}: {why}")
             src = df.map_partitions(
                 with_split, spec, meta=df._meta.assign(**{PART: np.array([], dtype=np.int8)})
             )
-            if hold:
+            everything = hold >= src.npartitions
+            if everything:
                 src = src.persist()
-            raw = _partitions(src, hold)
+            raw = _partitions(src, everything)
+            if 0 < hold < len(raw):  # the first partitions stay, the rest stream
+                raw[:hold] = cl.compute(raw[:hold])
             futs = cl.compute([dask.delayed(scan_partition)(p, spec) for p in raw])
             prog.track(futs, "scan")
             while len(futs) > 1:  # merge on the workers, in a tree of fan-in 8
@@ -1186,9 +1203,13 @@ def _prepare_features(
             sample = _cut_fraction(cfg, spec, counts)  # training's bin-edge sample
             # held partitions are cut where they are held, in one graph
             holders = None
-            if raw and isinstance(raw[0], Future):
-                where = cl.who_has(raw)
-                holders = [list(where.get(f.key, ())) for f in raw]
+            held = [p for p in raw if isinstance(p, Future)]
+            if held:
+                where = cl.who_has(held)
+                holders = [list(where.get(p.key, ())) if isinstance(p, Future) else [] for p in raw]
+            # pinned in one graph when all are held; otherwise cut first (see
+            # _persist_parts), the held ones where they are held
+            all_held = bool(raw) and len(held) == len(raw)
             cut = [
                 _pinned(
                     holders[i] if holders else None,
@@ -1199,9 +1220,15 @@ def _prepare_features(
             ]
             # only the tasks hold the raw partitions now: each leaves memory once it
             # is cut, and the features that follow reuse that memory
-            del src, raw
+            del src, raw, held
             parts, futs, samples = _persist_parts(
-                cl, cut, names, meta, prog, with_extra=sample > 0, holders=holders
+                cl,
+                cut,
+                names,
+                meta,
+                prog,
+                with_extra=sample > 0,
+                holders=holders if all_held else None,
             )
             passes.close()  # the workers' heap settings back, freed memory to the OS
     if cfg.preprocess.feature_cache:

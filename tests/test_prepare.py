@@ -63,43 +63,59 @@ def _frames_with(dask_worker, cols):
     ]
 
 
-def test_hold_raw_reads_once_and_gives_the_same_features(s3, client, tmp_path):
+def test_hold_raw_reads_once_and_gives_the_same_features(s3, client, tmp_path, monkeypatch):
     so = s3.storage_options
     prefix = f"hold-{uuid.uuid4().hex[:8]}"
     data = f"s3://scaler-data/{prefix}"
     with client.as_current():
         scaler.make_dataset(data, rows=20_000, n_features=8, files=2, rank=4, storage_options=so)
     size = sum(s3.fs().du(f"scaler-data/{prefix}", total=False).values())
+    decide = scaler.pipeline._hold_raw
     runs = {}
-    for hold in (True, False):
+    for mode in ("held", "streamed", "partial"):
         cfg = base_config(
             data,
-            str(tmp_path / str(hold)),
+            str(tmp_path / mode),
             data={"storage_options": so},
-            preprocess={"hold_raw": hold},
+            preprocess={"hold_raw": {"held": True, "streamed": False, "partial": "auto"}[mode]},
         )
+        if mode == "partial":  # as "auto" decides when only the first partition fits
+            monkeypatch.setattr(scaler.pipeline, "_hold_raw", lambda *a: (1, "one fits (test)"))
         s3.recorder.reset()
-        prep = scaler.prepare(cfg, client=client, progress=False)
-        runs[hold] = (prep, s3.recorder.data_bytes("scaler-data", prefix))
+        lines = []
+        prep = scaler.prepare(cfg, client=client, progress=False, echo=lines.append)
+        monkeypatch.setattr(scaler.pipeline, "_hold_raw", decide)
+        runs[mode] = (prep, s3.recorder.data_bytes("scaler-data", prefix), " ".join(lines))
         # only the features stay in cluster memory, never a raw partition
         raw_cols = set(prep.spec.numeric)
         kept = client.run(lambda dask_worker, cols=raw_cols: _frames_with(dask_worker, cols))
         assert not any(kept.values()) and sum(map(len, client.who_has().values())) > 0
-    (held, read_held), (streamed, read_streamed) = runs[True], runs[False]
+    (held, read_held, said_held), (streamed, read_streamed, said_streamed) = (
+        runs["held"],
+        runs["streamed"],
+    )
+    partial, read_partial, said_partial = runs["partial"]
+    assert "held in memory:" in said_held and "streamed, read again" in said_streamed
+    assert "1 of 2 partitions held in memory, the rest read again" in said_partial
     # bytes fetched from the store: the data once when held (plus footers
-    # and metadata), once more when streamed (statistics pass, then transform)
+    # and metadata), once more when streamed (statistics pass, then transform),
+    # and the second of two files once more when only the first is held
     assert size <= read_held < 1.5 * size
     assert read_streamed - read_held > 0.95 * size
-    assert held.counts == streamed.counts
-    a, b = held.preprocessor.scaler_pca, streamed.preprocessor.scaler_pca
-    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-12, atol=1e-15)
-    pd.testing.assert_frame_equal(_sorted_features(held), _sorted_features(streamed))
+    assert 0.4 * size < read_partial - read_held < 0.6 * size
+    assert held.counts == streamed.counts == partial.counts
+    a = held.preprocessor.scaler_pca
+    for other in (streamed, partial):
+        b = other.preprocessor.scaler_pca
+        np.testing.assert_allclose(a.components_, b.components_, rtol=1e-12, atol=1e-15)
+        pd.testing.assert_frame_equal(_sorted_features(held), _sorted_features(other))
     # the parts are disjoint and hold exactly their rows
-    for name, code in scaler.pipeline.PART_CODES.items():
-        part = held.parts[name].compute()
-        assert len(part) == held.counts[name] and (part[scaler.pipeline.PART] == code).all()
-    held.release()
-    streamed.release()
+    for prep in (held, partial):
+        for name, code in scaler.pipeline.PART_CODES.items():
+            part = prep.parts[name].compute()
+            assert len(part) == prep.counts[name] and (part[scaler.pipeline.PART] == code).all()
+    for prep in (held, streamed, partial):
+        prep.release()
 
 
 class _FakeClient:
@@ -121,13 +137,20 @@ def test_hold_raw_auto_holds_only_what_fits_a_tenth_of_cluster_memory(binary_dat
     need = _raw_bytes(df, rows)
     widths = [dt.itemsize if isinstance(dt, np.dtype) else 32 for dt in df.dtypes]
     assert need == 6000 * sum(widths) and any(w == 32 for w in widths)  # a string column
-    assert _hold_raw(cfg, df, rows, _FakeClient([need * 5, need * 5]))[0]
+    n = df.npartitions
+    assert n == 4
+    hold, why = _hold_raw(cfg, df, rows, _FakeClient([need * 5, need * 5]))
+    assert hold == n and "at most 10%" in why
+    # a tenth of 8x the data holds 0.8 of it: the first 3 of 4 partitions
     hold, why = _hold_raw(cfg, df, rows, _FakeClient([need * 4, need * 4]))
-    assert not hold and "more than 10%" in why
-    assert not _hold_raw(cfg, df, rows, _FakeClient([0, need * 100]))[0]  # no limit known
-    assert not _hold_raw(cfg, df, None, _FakeClient([need * 100]))[0]
+    assert hold == 3 and "more than 10%" in why
+    assert _hold_raw(cfg, df, rows, _FakeClient([need, need]))[0] == 0  # not even one fits
+    assert _hold_raw(cfg, df, rows, _FakeClient([0, need * 100]))[0] == 0  # no limit known
+    assert _hold_raw(cfg, df, None, _FakeClient([need * 100]))[0] == 0
     forced = cfg.replace(preprocess={"hold_raw": False})
-    assert not _hold_raw(forced, df, rows, _FakeClient([need * 100]))[0]
+    assert _hold_raw(forced, df, rows, _FakeClient([need * 100]))[0] == 0
+    forced = cfg.replace(preprocess={"hold_raw": True})
+    assert _hold_raw(forced, df, rows, _FakeClient([need]))[0] == n
 
 
 def test_hold_raw_is_checked():
