@@ -129,8 +129,10 @@ class PreprocessConfig:
     with nothing changed skips reading, fitting and transforming.
     ``hold_raw`` keeps the raw columns in cluster memory between the
     statistics pass and the transform, so the data is read once: ``"auto"``
-    does so when they take at most a tenth of the cluster's memory limit,
-    ``false`` always reads twice (memory stays flat however large the data).
+    keeps as many partitions as fit a tenth of the cluster's memory limit
+    (all of them when the data is small; only the others are read again),
+    ``true`` all of them, ``false`` none: the data is read twice and memory
+    stays flat however large it is.
     """
 
     scale: bool = True
