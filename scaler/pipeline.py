@@ -1397,17 +1397,25 @@ def predict(
     """Score the Parquet data at ``data_url`` with the bundle at
     ``bundle_url`` and write partitioned Parquet to ``out_url``: the key
     column (when the model has one and the data holds it) and the
-    predictions. Nothing is written unless every partition scored."""
+    predictions. Small input files are read several to a partition, as in
+    :func:`run` (:func:`scaler.storage.group_bytes`), so there may be fewer
+    output files than input files; the rows keep their order. Nothing is
+    written unless every partition scored."""
     from distributed import wait
 
     from scaler.config import ClusterConfig
 
     t0 = time.perf_counter()
     model = load_bundle(bundle_url, storage_options=bundle_storage_options)
-    df = storage.read_dataset(data_url, filters=filters, storage_options=storage_options)
+    info: dict[str, Any] = {}
+    read: dict[str, Any] = {"filters": filters, "storage_options": storage_options}
+    df = storage.read_dataset(data_url, info=info, **read)
     model.check_columns(list(map(str, df.columns)), where=f"The data at {redact(data_url)!r}")
     cfg = RunConfig(cluster=cluster or ClusterConfig())
-    with _client_for(cfg, client, scheduler):
+    with _client_for(cfg, client, scheduler) as cl:
+        gb = storage.group_bytes(info.get("file_bytes"), 2 * _cluster_threads(cl))
+        if gb:
+            df = storage.read_dataset(data_url, check=False, group_bytes=gb, **read)
         scored = model.predict(df).persist()
         wait(scored)
         rows = storage.write_parquet(scored, out_url, storage_options=out_storage_options)

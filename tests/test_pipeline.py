@@ -93,6 +93,29 @@ def test_bundle_round_trip_predicts_identically(binary_run, binary_data, client)
     }
 
 
+def test_predict_reads_small_files_several_to_a_partition(
+    binary_run, binary_data, tmp_path, client
+):
+    import glob
+
+    result, _ = binary_run
+    raw = read_pandas(binary_data)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i, a in enumerate(range(0, len(raw), 750)):  # 8 files of 750 rows
+        raw.iloc[a : a + 750].to_parquet(many / f"part-{i:05d}.parquet", index=False)
+    out = tmp_path / "scored"
+    res = scaler.predict(result.bundle_url, str(many), str(out), client=client)
+    assert res.rows == len(raw)
+    # 2 single-thread workers: 4 partitions of 2 files, one output file each
+    assert len(glob.glob(str(out / "**" / "*.parquet"), recursive=True)) == 4
+    with client.as_current():
+        back = scaler.read_dataset(str(out)).compute().reset_index(drop=True)
+    expected = result.model.predict(raw).reset_index(drop=True)
+    np.testing.assert_array_equal(back["id"].to_numpy(), raw["id"].to_numpy())  # in order
+    np.testing.assert_allclose(back["probability"], expected["probability"], rtol=1e-6)
+
+
 def test_distributed_training_matches_single_process_xgboost(binary_run, binary_data):
     """Same transformed rows and parameters, trained by plain xgboost.train."""
     result, cfg = binary_run
