@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from scaler.config import ClusterConfig
 from scaler.errors import ConfigError
 
-__all__ = ["connect", "resolve_address", "current_client", "local_layout", "describe"]
+__all__ = ["connect", "resolve_address", "current_client", "local_layout", "describe", "workers"]
 
 log = logging.getLogger("scaler")
 
@@ -85,14 +85,20 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def workers(client: Any) -> list[dict[str, Any]]:
+    """The scheduler's record of each of ``client``'s workers (all of them)."""
+    try:
+        info = client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # older distributed: no n_workers argument
+        info = client.scheduler_info()["workers"]
+    return list(info.values())
+
+
 def describe(client: Any) -> str:
     """``"1 worker x 2 threads"``: the shape of ``client``'s cluster."""
-    try:
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    except TypeError:  # older distributed: no n_workers argument
-        workers = client.scheduler_info()["workers"].values()
-    threads = sorted({int(w["nthreads"]) for w in workers})
-    n = len(workers)
+    workers_ = workers(client)
+    threads = sorted({int(w["nthreads"]) for w in workers_})
+    n = len(workers_)
     t = "/".join(map(str, threads)) or "0"
     return f"{n} worker{'s' if n != 1 else ''} x {t} thread{'s' if threads != [1] else ''}"
 

@@ -24,6 +24,7 @@ from scaler import storage
 from scaler.bundle import load_bundle, save_bundle
 from scaler.checkpoint import clear_checkpoints, fingerprint, read_checkpoint
 from scaler.cluster import close, connect, current_client
+from scaler.cluster import workers as _workers
 from scaler.config import RunConfig, load_config, redact
 from scaler.errors import ConfigError, DataError
 from scaler.model import Model, encode_labels
@@ -882,15 +883,6 @@ def _raw_bytes(df: Any, rows: int) -> int:
     for dt in df.dtypes:
         width += dt.itemsize if isinstance(dt, np.dtype) else 32  # strings, categories
     return int(rows * width)
-
-
-def _workers(cl: Any) -> list[dict[str, Any]]:
-    """The scheduler's record of each of the cluster's workers."""
-    try:
-        workers = cl.scheduler_info(n_workers=-1)["workers"]
-    except TypeError:  # older distributed: no n_workers argument
-        workers = cl.scheduler_info()["workers"]
-    return list(workers.values())
 
 
 def _cluster_memory(cl: Any) -> int:
