@@ -6,8 +6,9 @@ calls they cannot avoid, against a read of the same data, in one process.
 No Dask cluster: the 16 partitions go through a thread pool of
 ``--threads`` threads, in a process set up like a worker of scaler's
 LocalCluster (glibc's ``MALLOC_TRIM_THRESHOLD_`` as Dask's nannies set it,
-one BLAS thread, Arrow's jemalloc pool; the script starts itself again
-with them when they are not set). Each figure is the fastest of
+one BLAS thread, and scaler's own :func:`scaler.cluster.worker_env`:
+Arrow's jemalloc pool, no NumPy huge pages; the script starts itself
+again with them when they are not set). Each figure is the fastest of
 ``--repeat`` passes over all partitions:
 
 * read: each partition of ``dask.dataframe.read_parquet(data)`` computed
@@ -37,13 +38,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-# The environment of a worker of scaler's LocalCluster (see the module docstring).
+# The environment Dask's nannies give a worker (see the module docstring);
+# scaler.cluster.worker_env adds scaler's own when the process starts.
 WORKER_ENV = {
     "MALLOC_TRIM_THRESHOLD_": "65536",
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
-    "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
 }
 
 
@@ -183,6 +184,9 @@ def markdown(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    from scaler.cluster import worker_env
+
+    WORKER_ENV.update(worker_env())  # Arrow's pool, NumPy's huge pages: as scaler's workers
     missing = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
     if missing:  # glibc and the BLAS read these when the process starts
         env = {**os.environ, **missing}
@@ -196,14 +200,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=os.path.join(here, "results"))
     a = ap.parse_args(argv)
     import scaler
-    from benchmarks.run import machine_info, versions
+    from benchmarks.run import MEMORY_ENV, machine_info, versions
 
     data = os.path.join(a.data_dir, f"rows-{a.rows}")
     scaler.make_dataset(data, rows=a.rows, n_features=50, files=16)  # reused when present
     res = {"rows": a.rows, **measure(data, a.threads, a.repeat)}
     res["command"] = "python -m benchmarks.floor " + " ".join(argv)
     res["machine"], res["versions"] = machine_info(), versions()
-    res["environment"] = {k: os.environ[k] for k in WORKER_ENV}
+    keys = {*WORKER_ENV, *MEMORY_ENV}
+    res["environment"] = {k: os.environ[k] for k in sorted(keys) if k in os.environ}
     os.makedirs(a.out, exist_ok=True)
     stem = os.path.join(a.out, f"floor-{a.rows}")
     with open(stem + ".json", "w") as f:

@@ -193,18 +193,24 @@ def scaler_grouping(client: Any, url: str) -> dict[str, Any]:
     """The ``dd.read_parquet`` options with which scaler reads ``url`` on
     ``client``'s cluster when it groups small files into partitions
     (:func:`scaler.storage.group_bytes`); empty when it does not (or this
-    version of scaler never does)."""
-    from scaler import storage
+    version of scaler never does). Taken from scaler itself, so that the
+    reference reads follow its rule."""
+    from scaler import pipeline, storage
 
     if not hasattr(storage, "group_bytes"):
         return {}
     info: dict[str, Any] = {}
     storage.read_dataset(url, info=info)
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    threads = sum(int(w["nthreads"]) for w in workers)
-    gb = storage.group_bytes(info.get("file_bytes"), 2 * threads)
+    if hasattr(pipeline, "_group_bytes_for"):
+        gb = pipeline._group_bytes_for(client, info.get("file_bytes"))
+    else:  # versions before the helper: the same rule, written out
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        threads = sum(int(w["nthreads"]) for w in workers)
+        gb = storage.group_bytes(info.get("file_bytes"), 2 * threads)
     if not gb:
         return {}
+    if hasattr(storage, "grouping_options"):
+        return storage.grouping_options(gb)
     return {"split_row_groups": "adaptive", "blocksize": gb, "aggregate_files": True}
 
 

@@ -863,10 +863,17 @@ def _read(
     return df[spec.columns], spec, info
 
 
-def _grouped(cfg: RunConfig, df: Any, spec: Spec, file_bytes: Any, cl: Any) -> tuple[Any, str]:
-    """``df`` read with small files grouped into partitions for ``cl``'s
-    threads (:func:`scaler.storage.group_bytes`), and how, for the log."""
-    gb = storage.group_bytes(file_bytes, 2 * _cluster_threads(cl))
+def _group_bytes_for(cl: Any, file_bytes: Any) -> int | None:
+    """How scaler groups files of uncompressed ``file_bytes`` into
+    partitions on ``cl``'s cluster (:func:`scaler.storage.group_bytes`,
+    for twice its threads); None: a partition per file."""
+    return storage.group_bytes(file_bytes, 2 * _cluster_threads(cl))
+
+
+def _grouped(cfg: RunConfig, df: Any, file_bytes: Any, cl: Any) -> tuple[Any, str]:
+    """``df`` read with small files grouped into partitions for ``cl``
+    (:func:`_group_bytes_for`), and how, for the log."""
+    gb = _group_bytes_for(cl, file_bytes)
     if gb:
         df = _read(cfg, group_bytes=gb, check=False)[0]
     if file_bytes and df.npartitions != len(file_bytes):
@@ -915,8 +922,7 @@ def _hold_raw(cfg: RunConfig, df: Any, rows: int | None, cl: Any) -> tuple[int, 
         of = f"{HOLD_RAW_SHARE:.0%} of the cluster's {have / 2**30:.1f} GiB"
         if need <= budget:
             return n, f"{size}, at most {of}"
-        k = min(n, int(budget // (need / max(n, 1)))) if need else n
-        return k, f"{size}, more than {of}"
+        return min(n, int(budget * n // need)), f"{size}, more than {of}"
     return (n if mode else 0), "[preprocess] hold_raw"
 
 
@@ -1110,7 +1116,7 @@ def _prepare_features(
         read_info = read_info or {}
         with timer.stage("scan", "reading data and computing statistics"):
             # the read as the cluster will run it is part of the stage's time
-            df, layout = _grouped(cfg, df, spec, read_info.get("file_bytes"), cl)
+            df, layout = _grouped(cfg, df, read_info.get("file_bytes"), cl)
             hold, why = _hold_raw(cfg, df, read_info.get("rows"), cl)
             timer.echo(f"[scan] {layout}{_hold_line(hold, df.npartitions)}: {why}")
             src = df.map_partitions(
@@ -1193,14 +1199,13 @@ def _prepare_features(
                 meta[spec.key] = df._meta[spec.key]
             names, codes = _part_codes(counts)
             sample = _cut_fraction(cfg, spec, counts)  # training's bin-edge sample
-            # held partitions are cut where they are held, in one graph
+            # held partitions are cut where they are held: in one graph when
+            # all are held, otherwise cut first (see _persist_parts)
             holders = None
             held = [p for p in raw if isinstance(p, Future)]
             if held:
                 where = cl.who_has(held)
                 holders = [list(where.get(p.key, ())) if isinstance(p, Future) else [] for p in raw]
-            # pinned in one graph when all are held; otherwise cut first (see
-            # _persist_parts), the held ones where they are held
             all_held = bool(raw) and len(held) == len(raw)
             cut = [
                 _pinned(
@@ -1405,7 +1410,7 @@ def predict(
     model.check_columns(list(map(str, df.columns)), where=f"The data at {redact(data_url)!r}")
     cfg = RunConfig(cluster=cluster or ClusterConfig())
     with _client_for(cfg, client, scheduler) as cl:
-        gb = storage.group_bytes(info.get("file_bytes"), 2 * _cluster_threads(cl))
+        gb = _group_bytes_for(cl, info.get("file_bytes"))
         if gb:
             df = storage.read_dataset(data_url, check=False, group_bytes=gb, **read)
         scored = model.predict(df).persist()

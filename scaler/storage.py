@@ -479,6 +479,12 @@ def group_bytes(sizes: Sequence[int] | None, min_partitions: int) -> int | None:
     return None if per < 2 else per * max(sizes) + 1
 
 
+def grouping_options(group_bytes: int) -> dict[str, Any]:
+    """The ``dask.dataframe.read_parquet`` options that read consecutive
+    files into partitions of at most ``group_bytes`` uncompressed bytes."""
+    return {"split_row_groups": "adaptive", "blocksize": group_bytes, "aggregate_files": True}
+
+
 def read_dataset(
     url: str,
     *,
@@ -531,7 +537,7 @@ def read_dataset(
     hive = any(partition_values(d["rel"]) for d in details)
     grouping: dict[str, Any] = {}
     if group_bytes and not hive and len(details) > 1:
-        grouping = dict(split_row_groups="adaptive", blocksize=group_bytes, aggregate_files=True)
+        grouping = grouping_options(group_bytes)
     if check:
         metas = check_files(fs, details)
         if info is not None:
