@@ -155,8 +155,9 @@ class ModelConfig:
     off. ``params`` go to XGBoost as they are. A checkpoint of the booster
     is written every ``checkpoint_every`` rounds (0: never) under the output
     URL; after a lost worker training continues from it, up to
-    ``max_retries`` times. The "train" learning curve is measured on a
-    ``train_eval_fraction`` sample of the training rows (0: not at all).
+    ``max_retries`` times. The "train" learning curve is measured on about
+    ``train_eval_rows`` training rows spread over all partitions (all of
+    them when there are fewer; 0: not at all).
     The histogram bin edges are chosen from ``bin_sample_rows`` training
     rows spread over all partitions (as LightGBM does by default): evenly
     spaced order statistics of the sample, which saves sketching every row;
@@ -171,7 +172,7 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 10
     max_retries: int = 2
-    train_eval_fraction: float = 0.1
+    train_eval_rows: int = 50_000
     bin_sample_rows: int = 200_000
 
 
@@ -416,8 +417,8 @@ class RunConfig:
                 "0 (sketch every row) or an int >= 10000",
                 m.bin_sample_rows,
             )
-        if not (0.0 <= m.train_eval_fraction <= 1.0):
-            raise bad("model.train_eval_fraction", "a fraction in [0, 1]", m.train_eval_fraction)
+        if m.train_eval_rows < 0:
+            raise bad("model.train_eval_rows", "an int >= 0 (0: no train curve)", m.train_eval_rows)
         if m.max_retries < 0:
             raise bad("model.max_retries", "an int >= 0", m.max_retries)
         if c.min_workers < 1:
@@ -463,12 +464,21 @@ def _resolve_local(url: str, base: str) -> str:
     return os.path.normpath(os.path.join(base, url))
 
 
+# Keys that were replaced: what to write instead.
+_REPLACED = {
+    "train_eval_fraction": "It was replaced by 'train_eval_rows', a number of training rows "
+    "(default 50000; 0: no train curve).",
+}
+
+
 def _check_names(given: dict[str, Any], valid: Any, *, where: str, what: str) -> None:
     valid_names = list(valid)
     for name in given:
         if name not in valid_names:
             close = difflib.get_close_matches(name, valid_names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
+            if name in _REPLACED:
+                hint = f" {_REPLACED[name]}"
             raise ConfigError(
                 f"{where}: unknown {what} {name!r}.{hint} Valid {what}s are: "
                 f"{', '.join(valid_names)}."

@@ -711,7 +711,7 @@ class Prepared:
                 rounds=rounds,
                 early_stopping=mc.early_stopping if mc.kind == "xgboost" else 0,
                 extra_callbacks=[reporter] if reporter is not None else None,
-                train_eval_fraction=mc.train_eval_fraction,
+                train_eval_rows=mc.train_eval_rows,
                 bin_sample_rows=mc.bin_sample_rows,
                 train_rows=self.counts["train"],
                 cut_samples=(

@@ -117,6 +117,17 @@ def _recoverable(e: BaseException) -> bool:
     )
 
 
+def _row_count(X: Any) -> int:
+    """The number of rows of a Dask dataframe (counted) or array (from its
+    chunks; 0 when they are unknown)."""
+    import math
+
+    if hasattr(X, "map_partitions"):
+        return int(X.map_partitions(len).sum().compute())
+    n = X.shape[0]
+    return 0 if math.isnan(n) else int(n)
+
+
 def _sample_rows(X: Any, y: Any, fraction: float) -> tuple[Any, Any]:
     """A deterministic sample of rows of ``X`` and ``y`` (one collection)."""
     if fraction >= 1.0:
@@ -380,7 +391,7 @@ def train_booster(
     wait_timeout: float = 60.0,
     echo: Any = None,
     extra_callbacks: list[Any] | None = None,
-    train_eval_fraction: float = 0.1,
+    train_eval_rows: int = 50_000,
     bin_sample_rows: int = 0,
     train_rows: int | None = None,
     cut_samples: list[Any] | None = None,
@@ -399,8 +410,9 @@ def train_booster(
     checkpoint. With a validation set and ``early_stopping`` the booster is
     cut to its best round. ``extra_callbacks`` (XGBoost training callbacks,
     run on the workers) are added after scaler's own. The "train" history is
-    measured on a fixed ``train_eval_fraction`` sample of the training rows
-    (1.0: all of them; 0: none), the "valid" history on the validation rows.
+    measured on a fixed sample of about ``train_eval_rows`` training rows
+    (all of them when there are fewer; 0: none), the "valid" history on the
+    validation rows.
     With ``bin_sample_rows`` the histogram bin edges come from that many
     training rows instead of all of them (see :class:`_SampleCuts`); a
     retry after a lost worker sketches every row. ``train_rows`` (the
@@ -451,11 +463,14 @@ def train_booster(
                 client, Xt, yt, rows, enable_categorical=True, max_bin=max_bin
             )
             evals = []
-            if train_eval_fraction > 0:
-                # Metrics such as AUC sort every evaluated row every round: on the
-                # whole training set that doubled training time, so the "train"
-                # learning curve is measured on a fixed sample of training rows.
-                sample = _sample_rows(Xt, yt, train_eval_fraction)
+            if train_eval_rows > 0:
+                # Every evaluated row costs every round (a tree's prediction and
+                # the metric; AUC sorts them): on 1.6M training rows a 10 %
+                # sample added 7 % to boosting, so the "train" learning curve is
+                # measured on a fixed sample of a bounded number of rows.
+                if train_rows is None:
+                    train_rows = _row_count(Xt)
+                sample = _sample_rows(Xt, yt, train_eval_rows / max(train_rows, 1))
                 dsample = dxgb.DaskQuantileDMatrix(
                     client, *sample, ref=dtrain, enable_categorical=True, max_bin=max_bin
                 )

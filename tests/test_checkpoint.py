@@ -111,8 +111,36 @@ def test_train_booster_on_dask_arrays_with_checkpoints(client, tmp_path):
         checkpoint_every=3,
     )
     assert res.booster.num_boosted_rounds() == 6
-    assert len(res.history["train"]["logloss"]) == 6  # measured on every 10th row
+    assert len(res.history["train"]["logloss"]) == 6  # on all 4000 rows (< train_eval_rows)
     assert read_checkpoint(str(tmp_path / "ck")).rounds == 6
+
+
+def test_train_curve_is_measured_on_about_train_eval_rows(client, monkeypatch):
+    import dask.dataframe as dd
+    import numpy as np
+    import pandas as pd
+
+    from scaler import train
+
+    sizes = []
+    sample_rows = train._sample_rows
+
+    def spy(X, y, fraction):
+        Xs, ys = sample_rows(X, y, fraction)
+        sizes.append(int(ys.map_partitions(len).sum().compute()))
+        return Xs, ys
+
+    monkeypatch.setattr(train, "_sample_rows", spy)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(20_000, 3)).astype("float32"), columns=list("abc"))
+    ddf = dd.from_pandas(frame, npartitions=4)
+    X, y = ddf[["a", "b"]], (ddf["c"] > 0).astype("float32")
+    params = {"tree_method": "hist", "objective": "binary:logistic"}
+    res = train.train_booster(client, X, y, params=params, rounds=3, train_eval_rows=2_000)
+    assert 1_800 <= sizes[0] <= 2_200  # counted the 20,000 rows, sampled a tenth
+    assert len(res.history["train"]["logloss"]) == 3
+    res = train.train_booster(client, X, y, params=params, rounds=3, train_eval_rows=0)
+    assert len(sizes) == 1 and "train" not in res.history
 
 
 class _BlockedCluster:

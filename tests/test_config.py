@@ -30,6 +30,14 @@ def test_unknown_key_lists_valid_keys_and_suggests():
     assert "early_stopping" in msg  # lists the valid keys
 
 
+def test_replaced_key_says_what_replaced_it():
+    with pytest.raises(ConfigError) as e:
+        RunConfig.from_dict(with_("model", train_eval_fraction=0.1))
+    msg = str(e.value)
+    assert "'train_eval_fraction'" in msg and "replaced by 'train_eval_rows'" in msg
+    assert RunConfig.from_dict(with_("model", train_eval_rows=0)).model.train_eval_rows == 0
+
+
 def test_unknown_section():
     cfg = dict(MINIMAL, modle={"rounds": 1})
     with pytest.raises(ConfigError, match="unknown section 'modle'.*Did you mean 'model'"):
@@ -59,6 +67,8 @@ def test_unknown_section():
         ("cluster", "n_workers", -1, "n_workers"),
         ("cluster", "threads_per_worker", -2, "threads_per_worker"),
         ("model", "params", {"objective": "reg:squarederror"}, "objective"),
+        ("model", "train_eval_rows", -1, "train_eval_rows"),
+        ("model", "train_eval_rows", 0.1, "expected an int"),
     ],
 )
 def test_bad_values(section, key, value, match):

@@ -307,7 +307,7 @@ def test_a_rank_left_blocked_by_a_lost_peer_is_restarted_and_training_finishes(t
             min_workers=2,
             echo=lines.append,
             extra_callbacks=[BlockOnce(marker)],
-            train_eval_fraction=0,
+            train_eval_rows=0,
         )
     retries = result.retries
     assert len(retries) == 1, retries
