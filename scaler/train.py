@@ -245,12 +245,25 @@ def _quantile_matrix(client: Any, X: Any, y: Any, rows: pd.DataFrame | None, **k
     cuts = client.scatter(_SampleCuts(rows, kw.get("max_bin")), broadcast=True, hash=False)
 
     class _Matrix(dxgb.DaskQuantileDMatrix):
+        scaler_cuts: Any = None
+
         def _create_fn_args(self, worker_addr: str) -> dict[str, Any]:
             args = super()._create_fn_args(worker_addr)
-            args["ref"] = cuts  # a future: the worker's copy is passed to the task
+            args["ref"] = self.scaler_cuts  # a future: the worker's copy goes to the task
             return args
 
-    return _Matrix(client, X, y, **kw)
+    m = _Matrix(client, X, y, **kw)
+    m.scaler_cuts = cuts  # released by train_booster once training is over
+    return m
+
+
+def _release_cuts(matrix: Any) -> None:
+    """Let the workers drop a matrix's scattered bin edges now, not when the
+    garbage collector finds the matrix (a long-lived client kept one per run)."""
+    cuts = getattr(matrix, "scaler_cuts", None)
+    if cuts is not None:
+        matrix.scaler_cuts = None
+        cuts.release()
 
 
 def _scheduler_alive(client: Any) -> bool:
@@ -445,6 +458,7 @@ def train_booster(
         xgb_model = start.booster() if start is not None else None
         remaining = rounds - done
         watch: _RankWatch | None = None  # set once training starts
+        dtrain = None
         try:
             Xt, yt, Xv, yv = make_data()
             # A retry sketches every row: XGBoost's own path, the one the
@@ -543,6 +557,8 @@ def train_booster(
                 }
             )
             echo(f"[train] retry {attempt}/{max_retries}: resuming from round {resumed}")
+        finally:
+            _release_cuts(dtrain)
     # Training pinned nthread to the worker's threads; predictions should use
     # every core the predicting process may (Dask tasks get a one-thread
     # copy: Model._for_tasks).

@@ -1,6 +1,7 @@
 """Checkpoints on the shared cluster: committed files, --resume semantics."""
 
 import json
+import time
 
 import pytest
 
@@ -141,6 +142,39 @@ def test_train_curve_is_measured_on_about_train_eval_rows(client, monkeypatch):
     assert len(res.history["train"]["logloss"]) == 3
     res = train.train_booster(client, X, y, params=params, rounds=3, train_eval_rows=0)
     assert len(sizes) == 1 and "train" not in res.history
+
+
+def test_training_leaves_no_scattered_bin_edges_on_the_workers(client, monkeypatch):
+    import dask.dataframe as dd
+    import numpy as np
+    import pandas as pd
+
+    from scaler import train
+
+    used = []
+    quantile_matrix = train._quantile_matrix
+
+    def spy(client, X, y, rows, **kw):
+        used.append(rows is not None)
+        return quantile_matrix(client, X, y, rows, **kw)
+
+    monkeypatch.setattr(train, "_quantile_matrix", spy)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(48_000, 3)).astype("float32"), columns=list("abc"))
+    ddf = dd.from_pandas(frame, npartitions=4)
+    X, y = ddf[["a", "b"]], (ddf["c"] > 0).astype("float32")
+    params = {"tree_method": "hist", "objective": "binary:logistic"}
+    res = train.train_booster(client, X, y, params=params, rounds=2, bin_sample_rows=10_000)
+    assert used == [True] and res.booster.num_boosted_rounds() == 2  # edges from a sample
+
+    def edges_held():
+        held = client.run(lambda dask_worker: [str(k) for k in dask_worker.data])
+        return [k for keys in held.values() for k in keys if "_SampleCuts" in k]
+
+    deadline = time.monotonic() + 10  # releasing a future reaches the workers shortly after
+    while edges_held() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not edges_held()
 
 
 class _BlockedCluster:
