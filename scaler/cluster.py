@@ -85,6 +85,36 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+# What the workers of a new LocalCluster import in the background as soon as
+# they start (see warm_up): the modules the first run or predict would
+# otherwise import inside its first tasks, in the order those tasks do.
+WARM_MODULES = ("scaler.pipeline", "pyarrow.parquet", "xgboost.dask")
+
+
+def warm_up(modules: tuple[str, ...] = WARM_MODULES, dask_worker: Any = None) -> bool:
+    """Import ``modules`` in a background thread of this process and return
+    at once (``Client.run`` calls it on each worker; ``dask_worker`` is not
+    used). A new worker otherwise imports them inside its first tasks: on 2
+    cores, importing ``xgboost.dask`` took 0.5 to 0.9 s of the first
+    training stage, and a first scan took 0.4 s more than the next. This
+    helps when the cluster is up before the work starts (a notebook, or one
+    cluster for several runs); a run started at once finds the workers busy
+    importing either way. A module that fails to import is left to the task
+    that needs it, which reports the error."""
+    import importlib
+    import threading
+
+    def imports() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the task that needs it says why
+                log.debug("warm-up: could not import %s", name, exc_info=True)
+
+    threading.Thread(target=imports, name="scaler-warm-up", daemon=True).start()
+    return True
+
+
 def workers(client: Any) -> list[dict[str, Any]]:
     """The scheduler's record of each of ``client``'s workers (all of them)."""
     try:
@@ -227,6 +257,8 @@ def connect(
     # (also as a context manager), so no worker processes outlive it.
     client = Client(**kwargs)
     client._scaler_owns_cluster = True  # type: ignore[attr-defined]
+    if config.processes:  # new worker processes: import while the caller gets ready
+        client.run(warm_up)
     if config.dashboard:
         try:
             import bokeh  # noqa: F401

@@ -81,3 +81,28 @@ def test_workers_use_arrows_jemalloc_pool_unless_told_otherwise(monkeypatch):
     with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
         assert set(client.run(_arrow_pool).values()) == {("system", "system")}
         assert set(client.run(_hugepage_setting).values()) == {"1"}
+
+
+def _imported(dask_worker=None):
+    import sys
+
+    from scaler.cluster import WARM_MODULES
+
+    return tuple(name in sys.modules for name in WARM_MODULES)
+
+
+def test_new_workers_import_what_the_first_run_needs_in_the_background():
+    import time
+
+    from scaler.cluster import WARM_MODULES
+
+    with connect(config=ClusterConfig(n_workers=2, threads_per_worker=1)) as client:
+        # connect returned before the imports finished; no task has run since
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = set(client.run(_imported).values())
+            if states == {(True,) * len(WARM_MODULES)}:
+                break
+            time.sleep(0.2)
+        assert states == {(True,) * len(WARM_MODULES)}
+        assert "xgboost.dask" in WARM_MODULES
