@@ -370,7 +370,13 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
         "total + cluster start",
         bt.get("total"),
         (st["total"] + cs) if "total" in st and cs is not None else None,
-        "scaler: plus starting the LocalCluster",
+        "scaler: plus starting the LocalCluster"
+        + (
+            f" ({cs:.2f} s; the workers' imports, {s['worker_imports_s']:.2f} s after it, are"
+            " outside both sides' figures, as the baseline's are)"
+            if cs is not None and s.get("worker_imports_s") is not None
+            else ""
+        ),
     )
 
     pr = [s.get(k, {}).get("seconds") for k in ("plain_read_before", "plain_read_after")]
