@@ -146,11 +146,27 @@ def test_lost_worker_during_preprocessing_is_recomputed(fault_data, reference, t
     assert abs(result.metrics["auc"] - reference.metrics["auc"]) < 0.005
 
 
-def test_held_partitions_lost_before_the_transform_are_read_again(fault_data, reference, tmp_path):
+@pytest.mark.parametrize("held", ["all", "half"])
+def test_held_partitions_lost_before_the_transform_are_read_again(
+    fault_data, reference, tmp_path, monkeypatch, held
+):
     # The raw columns are held between the passes, and the transform drops the
     # client's references to them. A worker lost right after the statistics
     # takes its held partitions with it: the transform reads those again.
+    # "half": hold_raw = "auto" on data above its share of memory holds the
+    # first partitions only, and the transform reads the others anyway.
     from distributed import Client, get_task_stream
+
+    from scaler import pipeline
+
+    holds = []
+    if held == "half":
+
+        def hold_half(cfg, df, rows, cl):
+            holds.append((df.npartitions // 2, df.npartitions))
+            return df.npartitions // 2, "half of them (test)"
+
+        monkeypatch.setattr(pipeline, "_hold_raw", hold_half)
 
     lost = []
     with DaskProcesses(n_workers=3) as procs, Client(procs.address) as client:
@@ -164,11 +180,13 @@ def test_held_partitions_lost_before_the_transform_are_read_again(fault_data, re
                 lost.append(len(has[addr]))
 
         cfg = fault_config(fault_data, tmp_path / "out", procs.address)
-        cfg["preprocess"]["hold_raw"] = True
+        cfg["preprocess"]["hold_raw"] = True if held == "all" else "auto"
         with get_task_stream(client) as ts:
             result = scaler.run(cfg, client=client, echo=echo)
     reads = [t["key"] for t in ts.data if "read_parquet" in str(t["key"])]
     assert lost and lost[0] > 0
+    if held == "half":
+        assert holds and 0 < holds[0][0] < holds[0][1], holds  # some held, some not
     assert len(reads) > len(set(reads)), reads  # some partitions were read a second time
     assert result.counts == reference.counts
     ref = reference.model.preprocessor.scaler_pca
