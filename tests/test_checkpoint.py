@@ -116,11 +116,19 @@ def test_train_booster_on_dask_arrays_with_checkpoints(client, tmp_path):
     assert read_checkpoint(str(tmp_path / "ck")).rounds == 6
 
 
-def test_train_curve_is_measured_on_about_train_eval_rows(client, monkeypatch):
+def _binary_frame(rows):
+    """Two float32 features and a binary label, in 4 Dask partitions."""
     import dask.dataframe as dd
     import numpy as np
     import pandas as pd
 
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(rows, 3)).astype("float32"), columns=list("abc"))
+    ddf = dd.from_pandas(frame, npartitions=4)
+    return ddf[["a", "b"]], (ddf["c"] > 0).astype("float32")
+
+
+def test_train_curve_is_measured_on_about_train_eval_rows(client, monkeypatch):
     from scaler import train
 
     sizes = []
@@ -132,10 +140,7 @@ def test_train_curve_is_measured_on_about_train_eval_rows(client, monkeypatch):
         return Xs, ys
 
     monkeypatch.setattr(train, "_sample_rows", spy)
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(20_000, 3)).astype("float32"), columns=list("abc"))
-    ddf = dd.from_pandas(frame, npartitions=4)
-    X, y = ddf[["a", "b"]], (ddf["c"] > 0).astype("float32")
+    X, y = _binary_frame(20_000)
     params = {"tree_method": "hist", "objective": "binary:logistic"}
     res = train.train_booster(client, X, y, params=params, rounds=3, train_eval_rows=2_000)
     assert 1_800 <= sizes[0] <= 2_200  # counted the 20,000 rows, sampled a tenth
@@ -145,10 +150,6 @@ def test_train_curve_is_measured_on_about_train_eval_rows(client, monkeypatch):
 
 
 def test_training_leaves_no_scattered_bin_edges_on_the_workers(client, monkeypatch):
-    import dask.dataframe as dd
-    import numpy as np
-    import pandas as pd
-
     from scaler import train
 
     used = []
@@ -159,10 +160,7 @@ def test_training_leaves_no_scattered_bin_edges_on_the_workers(client, monkeypat
         return quantile_matrix(client, X, y, rows, **kw)
 
     monkeypatch.setattr(train, "_quantile_matrix", spy)
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(48_000, 3)).astype("float32"), columns=list("abc"))
-    ddf = dd.from_pandas(frame, npartitions=4)
-    X, y = ddf[["a", "b"]], (ddf["c"] > 0).astype("float32")
+    X, y = _binary_frame(48_000)
     params = {"tree_method": "hist", "objective": "binary:logistic"}
     res = train.train_booster(client, X, y, params=params, rounds=2, bin_sample_rows=10_000)
     assert used == [True] and res.booster.num_boosted_rounds() == 2  # edges from a sample
