@@ -221,7 +221,7 @@ def _cuts_sample(client: Any, X: Any, rows: int, total: int | None = None) -> pd
     if any(isinstance(dt, pd.CategoricalDtype) for dt in X.dtypes):
         return None
     if total is None:
-        total = int(X.map_partitions(len).sum().compute())
+        total = _row_count(X)
     if total < 4 * rows:
         return None
     return X.map_partitions(_spread, rows / total, meta=X._meta).compute()
@@ -461,6 +461,8 @@ def train_booster(
         dtrain = None
         try:
             Xt, yt, Xv, yv = make_data()
+            if train_rows is None and train_eval_rows > 0:
+                train_rows = _row_count(Xt)  # counted once, for both samples below
             # A retry sketches every row: XGBoost's own path, the one the
             # lost-worker tests exercise (no scattered sample to recover).
             rows: pd.DataFrame | None = None
@@ -482,8 +484,7 @@ def train_booster(
                 # the metric; AUC sorts them): on 1.6M training rows a 10 %
                 # sample added 7 % to boosting, so the "train" learning curve is
                 # measured on a fixed sample of a bounded number of rows.
-                if train_rows is None:
-                    train_rows = _row_count(Xt)
+                assert train_rows is not None
                 sample = _sample_rows(Xt, yt, train_eval_rows / max(train_rows, 1))
                 dsample = dxgb.DaskQuantileDMatrix(
                     client, *sample, ref=dtrain, enable_categorical=True, max_bin=max_bin
