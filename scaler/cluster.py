@@ -49,20 +49,13 @@ def local_layout(n_workers: int, threads_per_worker: int, cores: int) -> tuple[i
     return n_workers, threads_per_worker
 
 
-ARROW_POOL = "jemalloc"  # Arrow's memory pool in the workers connect() starts
-
-
 def worker_env() -> dict[str, str]:
-    """Environment variables for the worker processes :func:`connect` starts.
-    Each is left out when the variable is already set: the workers inherit
-    the user's choice.
+    """Environment variables for the worker processes :func:`connect` starts,
+    set before each process starts (Dask's
+    ``distributed.nanny.pre-spawn-environ``, where Dask puts its own
+    ``MALLOC_TRIM_THRESHOLD_`` and ``OMP_NUM_THREADS``). Each is left out
+    when the variable is already set: the workers inherit the user's choice.
 
-    * ``ARROW_DEFAULT_MEMORY_POOL=jemalloc``, where this pyarrow has it.
-      With Arrow's default pool (mimalloc) in a Dask worker, the first pass
-      over 2M rows x 50 columns spent 0.6 to 1.2 s of CPU in the kernel,
-      faulting in memory, against 0.4 to 0.5 s with jemalloc; on 2 cores
-      the read + statistics + transform took 1.56 to 1.62 s against 1.21
-      to 1.23 s, and the run's peak memory was 0.15 GiB lower.
     * ``NUMPY_MADVISE_HUGEPAGE=0``: NumPy then no longer asks the kernel for
       transparent huge pages for its large arrays. Where the kernel grants
       them on request (``/sys/kernel/mm/transparent_hugepage/enabled`` =
@@ -70,19 +63,17 @@ def worker_env() -> dict[str, str]:
       0.6 s instead of 0.04 to 0.1 s, now and then: on 2 cores, the read +
       statistics + transform of 2M rows took 1.35 to 1.76 s with huge
       pages, 0.81 to 0.89 s without (six runs each, fresh clusters).
-    """
-    env = {}
-    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-        try:
-            import pyarrow as pa
 
-            if ARROW_POOL in pa.supported_memory_backends():
-                env["ARROW_DEFAULT_MEMORY_POOL"] = ARROW_POOL
-        except ImportError:  # pragma: no cover - pandas needs it here
-            pass
-    if "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
-        env["NUMPY_MADVISE_HUGEPAGE"] = "0"
-    return env
+    NumPy reads the variable when it is imported, and a new worker process
+    imports the caller's main module (a script, the ``scaler`` command)
+    before Dask's ``env`` reaches it: set any later, it has no effect.
+    Arrow's memory pool is left at Arrow's default (mimalloc in the
+    wheels): with jemalloc, scan + transform of 2M rows took 0.90 to 1.01 s
+    against 0.82 to 0.95 s (most runs; see BENCHMARKS.md).
+    """
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return {}
+    return {"NUMPY_MADVISE_HUGEPAGE": "0"}
 
 
 # What the workers of a new LocalCluster import in the background as soon as
@@ -220,6 +211,7 @@ def connect(
     >>> with connect() as client:  # doctest: +SKIP
     ...     print(client.dashboard_link)
     """
+    import dask
     from distributed import Client
 
     config = config or ClusterConfig()
@@ -250,12 +242,19 @@ def connect(
         worker_dashboard_address="127.0.0.1:0",
         scheduler_kwargs={"dashboard": config.dashboard},
     )
+    pre_spawn: dict[str, Any] = {}
     if config.processes:
         kwargs["host"] = "127.0.0.1"
-        kwargs["env"] = worker_env()
+        env = worker_env()
+        kwargs["env"] = env  # also for workers added later (cluster.scale)
+        # before each worker process starts (and when it restarts), so that
+        # NumPy sees them whatever the caller's main module imports
+        key = "distributed.nanny.pre-spawn-environ"
+        pre_spawn = {key: {**(dask.config.get(key, default=None) or {}), **env}}
     # A Client that starts its own LocalCluster also stops it when closed
     # (also as a context manager), so no worker processes outlive it.
-    client = Client(**kwargs)
+    with dask.config.set(pre_spawn):
+        client = Client(**kwargs)
     client._scaler_owns_cluster = True  # type: ignore[attr-defined]
     if config.processes:  # new worker processes: import while the caller gets ready
         client.run(warm_up)

@@ -46,41 +46,79 @@ def test_explicit_layout_is_kept():
         assert _layout(client) == (2, [1])
 
 
-def _arrow_pool():
-    import os
-
-    import pyarrow as pa
-
-    return os.environ.get("ARROW_DEFAULT_MEMORY_POOL"), pa.default_memory_pool().backend_name
-
-
-def _hugepage_setting(dask_worker=None):
-    import os
-
-    return os.environ.get("NUMPY_MADVISE_HUGEPAGE")
-
-
-def test_workers_use_arrows_jemalloc_pool_unless_told_otherwise(monkeypatch):
-    import pyarrow as pa
-
+def test_worker_env_leaves_the_users_choice(monkeypatch):
     from scaler.cluster import worker_env
 
     monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
-    if "jemalloc" not in pa.supported_memory_backends():
-        assert "ARROW_DEFAULT_MEMORY_POOL" not in worker_env()  # nothing to ask for
-        return
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    assert worker_env() == {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc", "NUMPY_MADVISE_HUGEPAGE": "0"}
-    with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
-        assert set(client.run(_arrow_pool).values()) == {("jemalloc", "jemalloc")}
-        assert set(client.run(_hugepage_setting).values()) == {"0"}
-    # the user's own choices reach the workers unchanged
-    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+    assert worker_env() == {"NUMPY_MADVISE_HUGEPAGE": "0"}
     monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
     assert worker_env() == {}
-    with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
-        assert set(client.run(_arrow_pool).values()) == {("system", "system")}
-        assert set(client.run(_hugepage_setting).values()) == {"1"}
+
+
+# A main module that imports NumPy and pyarrow before it starts the cluster, as
+# the `scaler` command and most scripts do: each new worker process imports it
+# again before Dask's `env` reaches the process.
+_MAIN = """
+import json
+import sys
+
+import numpy
+import pyarrow
+
+import scaler
+from scaler.config import ClusterConfig
+
+
+def probe(dask_worker=None):
+    import os
+
+    import numpy as np
+    import pyarrow as pa
+
+    return [
+        bool(np._core.multiarray._get_madvise_hugepage()),
+        pa.default_memory_pool().backend_name,
+        os.environ.get("NUMPY_MADVISE_HUGEPAGE"),
+    ]
+
+
+if __name__ == "__main__":
+    with scaler.connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
+        print(json.dumps(list(client.run(probe).values())))
+"""
+
+
+def test_workers_start_without_numpy_huge_pages_whatever_the_main_module_imports(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    script = tmp_path / "main.py"
+    script.write_text(_MAIN)
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    env["DASK_LOGGING__DISTRIBUTED"] = "error"
+    procs = {  # both at once: each starts a cluster
+        setting: subprocess.Popen(
+            [sys.executable, str(script)],
+            env=env if setting is None else {**env, "NUMPY_MADVISE_HUGEPAGE": setting},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for setting in (None, "1")
+    }
+    seen = {}
+    for setting, p in procs.items():
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        seen[setting] = json.loads(out.strip().splitlines()[-1])
+    # scaler's default reaches NumPy in the worker ...
+    assert seen[None] == [[False, pa.default_memory_pool().backend_name, "0"]]
+    # ... and so does the user's own choice; Arrow's pool is Arrow's default
+    assert seen["1"] == [[True, pa.default_memory_pool().backend_name, "1"]]
 
 
 def _imported(dask_worker=None):
