@@ -323,14 +323,31 @@ def featurize_partition(
 ) -> pd.DataFrame:
     """Second pass: raw partition -> model features, label, split (and key)."""
     kept = _present(df, spec)
-    feats = pre.transform_frame(kept)
+    return _featurized(kept, spec, pre, classes, _split_of(kept, spec), [None])[0]
+
+
+def _featurized(
+    kept: pd.DataFrame,
+    spec: Spec,
+    pre: Preprocessor,
+    classes: list[Any],
+    part: np.ndarray,
+    rows: list[np.ndarray | None],
+) -> list[pd.DataFrame]:
+    """The model features, label, split part (and key) of the rows
+    ``kept.iloc[r]`` for each ``r`` in ``rows`` (None: every row), one
+    frame each, every column made straight from ``kept``."""
+    feats = pre.transform_frames(kept, rows)
     if spec.task == "regression":
-        feats[LABEL] = kept[spec.target].to_numpy(dtype=np.float64)
+        label = kept[spec.target].to_numpy(dtype=np.float64)
     else:
-        feats[LABEL] = encode_labels(kept[spec.target], classes).astype(np.float32)
-    feats[PART] = _split_of(kept, spec)
-    if spec.key:
-        feats[spec.key] = kept[spec.key].to_numpy()
+        label = encode_labels(kept[spec.target], classes).astype(np.float32)
+    key = kept[spec.key].to_numpy() if spec.key else None
+    for f, r in zip(feats, rows, strict=True):
+        f[LABEL] = label if r is None else label[r]
+        f[PART] = part if r is None else part[r]
+        if key is not None:
+            f[spec.key] = key if r is None else key[r]
     return feats
 
 
@@ -944,9 +961,21 @@ def featurize_split(
     sample: float = 0.0,
 ) -> tuple[pd.DataFrame, ...]:
     """:func:`featurize_partition` cut into the rows of each split part in
-    ``codes``, in one task (see :func:`_split_rows` for ``sample``)."""
-    frame = featurize_partition(df, spec, pre, classes)
-    return _split_rows(frame, codes, sample, pre.output_columns)
+    ``codes``, in one task (see :func:`_split_rows` for ``sample``): each
+    part is transformed straight into its own frame, with no frame of
+    every row to cut it from."""
+    from scaler.train import _spread
+
+    kept = _present(df, spec)
+    part = _split_of(kept, spec)
+    rows: list[np.ndarray | None] = []
+    for code in codes:
+        r = np.flatnonzero(part == code)
+        rows.append(None if len(r) == len(kept) else r)
+    out = _featurized(kept, spec, pre, classes, part, rows)
+    if sample > 0:
+        out.append(_spread(out[codes.index(TRAIN)][pre.output_columns], sample))
+    return tuple(out)
 
 
 def _split_rows(

@@ -541,6 +541,14 @@ class ScalePCA:
         The rows go through a reused buffer a block at a time, written
         straight into the result.
         """
+        return self.transform_rows(x, [None])[0]
+
+    def transform_rows(self, x: np.ndarray, rows: list[np.ndarray | None]) -> list[np.ndarray]:
+        """The transformed rows ``x[r]`` for each ``r`` in ``rows`` (integer
+        positions, in the order wanted; None for every row), as
+        :meth:`transform_array` makes them: each written block by block
+        straight into its own array. Cutting a partition into split parts
+        this way makes no transformed copy of all its rows to cut from."""
         self._check_fitted()
         x = np.asarray(x)
         if x.dtype not in (np.float32, np.float64):
@@ -550,10 +558,24 @@ class ScalePCA:
                 f"Expected {self.n_features_in_} numeric feature columns, got array of shape "
                 f"{x.shape}."
             )
-        if self.components_ is None and not self.scale:
-            return x.astype(np.float32)
         n, p = x.shape
-        xt = x.T  # (p, n): contiguous rows for column-major (frame) data
+        idx = []
+        for r in rows:
+            if r is not None:
+                r = np.asarray(r, dtype=np.intp)
+                if r.size and (r.min() < 0 or r.max() >= n):
+                    raise IndexError(f"row positions out of range for {n} rows")
+                if not (x.T.flags.c_contiguous or x.flags.c_contiguous):
+                    x = np.asfortranarray(x)
+            idx.append(r)
+        if self.components_ is None and not self.scale:
+            return [(x if r is None else x[r]).astype(np.float32) for r in idx]
+        return [self._transform_rows(x, r) for r in idx]
+
+    def _transform_rows(self, x: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+        n, p = x.shape
+        if idx is not None:
+            n = idx.shape[0]
         mean = self.mean_.astype(x.dtype)[:, None]
         step = _block_rows(p + 1)
         if self.components_ is None:
@@ -561,21 +583,23 @@ class ScalePCA:
             out = np.empty((p, n), dtype=np.float32)
             for a in range(0, n, step):
                 b = min(n, a + step)
+                src = _rows_block(x, idx, a, b)  # (p, b - a)
                 o = out[:, a:b]
                 if x.dtype == np.float32:
-                    np.subtract(xt[:, a:b], mean, out=o)
+                    np.subtract(src, mean, out=o)
                     np.divide(o, scale, out=o)
                 else:  # in float64, rounded once
                     z = _scratch("transform", p * (b - a), x.dtype).reshape(p, b - a)
-                    np.subtract(xt[:, a:b], mean, out=z)
+                    np.subtract(src, mean, out=z)
                     np.divide(z, scale, out=o)
             return out.T
         projection = (self.components_ / self.scale_[None, :]).astype(np.float32)  # (k, p)
         out = np.empty((projection.shape[0], n), dtype=np.float32)
         for a in range(0, n, step):
             b = min(n, a + step)
+            src = _rows_block(x, idx, a, b)  # (p, b - a)
             z = _scratch("transform", p * (b - a), np.float32).reshape(p, b - a)
-            np.subtract(xt[:, a:b], mean, out=z, dtype=x.dtype)
+            np.subtract(src, mean, out=z, dtype=x.dtype)
             o = out[:, a:b]
             np.matmul(projection, z, out=o)
             # A missing value makes its row's outputs NaN: impute and redo.
@@ -807,21 +831,35 @@ class Preprocessor:
 
     def transform_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Input columns of a pandas frame -> model features (float32 + categories)."""
+        return self.transform_frames(df, [None])[0]
+
+    def transform_frames(
+        self, df: pd.DataFrame, rows: list[np.ndarray | None]
+    ) -> list[pd.DataFrame]:
+        """:meth:`transform_frame` of the rows ``df.iloc[r]`` for each ``r`` in
+        ``rows`` (None: every row), each transformed straight into its own
+        frame (see :meth:`ScalePCA.transform_rows`)."""
+        index = [df.index if r is None else df.index.take(r) for r in rows]
         if self.numeric:
             x = _frame_to_array(df, self.numeric, compact=True)
             if self.scaler_pca is not None:
-                y = self.scaler_pca.transform_array(x)
+                ys = self.scaler_pca.transform_rows(x, rows)
                 names = self.scaler_pca.output_names
             else:
-                y = x.astype(np.float32)
+                ys = [(x if r is None else x[r]).astype(np.float32) for r in rows]
                 names = list(self.numeric)
             # Column-major float32: the frame's block, without a copy.
-            out = pd.DataFrame(y, columns=names, index=df.index, copy=False)
+            outs = [
+                pd.DataFrame(y, columns=names, index=i, copy=False)
+                for y, i in zip(ys, index, strict=True)
+            ]
         else:
-            out = pd.DataFrame(index=df.index)
+            outs = [pd.DataFrame(index=i) for i in index]
         for c in self.categorical:
-            out[c] = encode_categorical(df[c], self.categories[c])
-        return out
+            cat = encode_categorical(df[c], self.categories[c])
+            for out, r in zip(outs, rows, strict=True):
+                out[c] = cat if r is None else cat.take(r)
+        return outs
 
     def meta(self) -> pd.DataFrame:
         """An empty frame with the output dtypes (for Dask's ``meta``)."""

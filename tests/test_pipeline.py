@@ -383,6 +383,59 @@ def test_scan_partition_moments_equal_direct(monkeypatch):
             assert scan.merge(pl.scan_partition(none, spec)).moments.n == scan.moments.n
 
 
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_featurize_split_equals_the_featurized_partition_cut(task, monkeypatch):
+    """Each split part is transformed straight into its own frame: the same
+    frames (values, dtypes, index, columns) as featurizing the whole
+    partition and cutting it, and the same bin-edge sample."""
+    import scaler.pipeline as pl
+    import scaler.preprocess as pp
+    from scaler.preprocess import Preprocessor, ScalePCA
+
+    monkeypatch.setattr(pp, "BLOCK_BYTES", 1)  # many blocks per part
+    rng = np.random.default_rng(3)
+    n = 4000
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n) * 7,
+            "label": rng.integers(0, 2, n).astype(float)
+            if task == "binary"
+            else rng.normal(size=n),
+            "a": rng.normal(size=n).astype(np.float32),
+            "b": rng.normal(size=n) * 10 + 3,
+            "c": rng.integers(0, 9, n).astype(np.float32),
+            "color": pd.Series(rng.choice(["red", "green", "blue"], n), dtype="str"),
+        },
+        index=pd.RangeIndex(100, 100 + n),
+    )
+    df.loc[rng.random(n) < 0.03, "b"] = np.nan
+    df.loc[rng.random(n) < 0.02, "label"] = np.nan  # dropped
+    objective = "binary:logistic" if task == "binary" else "reg:squarederror"
+    model = {"valid_fraction": 0.1, "objective": objective}
+    cfg = RunConfig.from_dict(base_config("unused", "unused", model=model, preprocess={"pca": 2}))
+    assert cfg.task == task
+    spec = resolve_columns(df.dtypes, cfg)
+    assert list(spec.numeric) == ["a", "b", "c"] and list(spec.categorical) == ["color"]
+    held = pl.with_split(df, spec)
+    scan = pl.scan_partition(held, spec)
+    sp = ScalePCA(n_components=2)._fit_moments(scan.moments, list(spec.numeric))
+    pre = Preprocessor(list(spec.numeric), ["color"], {"color": ["blue", "red"]}, sp)
+    classes = [0.0, 1.0] if task == "binary" else []
+    codes = (TRAIN, VALID, HOLDOUT)
+    whole = pl.featurize_partition(held, spec, pre, classes)
+    want = pl._split_rows(whole, codes, 0.05, pre.output_columns)
+    got = pl.featurize_split(held, spec, pre, classes, codes, 0.05)
+    assert len(got) == len(want) == 4
+    for g, w in zip(got, want, strict=True):
+        pd.testing.assert_frame_equal(g, w)
+    assert sorted(len(g) for g in got[:3]) != [0, 0, len(whole)]  # every part has rows
+    # a partition of one part only: that part is the whole frame, the others empty
+    only = held[held[pl.PART] == HOLDOUT]
+    got = pl.featurize_split(only, spec, pre, classes, (HOLDOUT, TRAIN))
+    pd.testing.assert_frame_equal(got[0], pl.featurize_partition(only, spec, pre, classes))
+    assert len(got[1]) == 0 and list(got[1].columns) == list(got[0].columns)
+
+
 @pytest.mark.parametrize("name", ["__part__", "__label__"])
 def test_a_column_with_an_internal_name_is_refused(name):
     cols = {"id": "int64", "x1": "float64", "x2": "float64", name: "int8", "label": "int64"}

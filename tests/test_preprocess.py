@@ -286,3 +286,22 @@ def test_blocked_transform_matches_direct(small_blocks):
     np.testing.assert_allclose(got, (x - scale_only.mean_) / scale_only.scale_, rtol=1e-6)
     assert np.isnan(got).sum() == np.isnan(x).sum()  # not imputed without PCA
     assert sp.transform_array(x[:0]).shape == (0, 3)
+
+
+def test_transform_rows_equal_the_cut_of_the_whole_transform(small_blocks):
+    x = make_x(n=2000, p=6, seed=11)
+    x[np.random.default_rng(7).random(x.shape) < 0.01] = np.nan
+    rng = np.random.default_rng(8)
+    part = rng.integers(0, 3, len(x))
+    rows = [np.flatnonzero(part == 0), None, np.flatnonzero(part == 2), np.array([], int)]
+    for sp in (ScalePCA(n_components=3).fit(x), ScalePCA().fit(x), ScalePCA(scale=False).fit(x)):
+        for a in (x, x.astype(np.float32), np.asfortranarray(x, np.float32)):
+            whole = sp.transform_array(a)
+            got = sp.transform_rows(a, rows)
+            assert len(got) == 4
+            for r, g in zip(rows, got, strict=True):
+                want = whole if r is None else whole[r]
+                assert g.dtype == np.float32
+                np.testing.assert_array_equal(g, want)  # the same arithmetic, block by block
+    with pytest.raises(IndexError, match="out of range"):
+        sp.transform_rows(x, [np.array([0, len(x)])])
