@@ -92,7 +92,12 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-MEMORY_ENV = ("NUMPY_MADVISE_HUGEPAGE", "ARROW_DEFAULT_MEMORY_POOL", "MALLOC_TRIM_THRESHOLD_")
+MEMORY_ENV = (
+    "NUMPY_MADVISE_HUGEPAGE",
+    "MIMALLOC_ALLOW_THP",
+    "ARROW_DEFAULT_MEMORY_POOL",
+    "MALLOC_TRIM_THRESHOLD_",
+)
 
 
 def _thp_mode() -> str:

@@ -49,31 +49,39 @@ def local_layout(n_workers: int, threads_per_worker: int, cores: int) -> tuple[i
     return n_workers, threads_per_worker
 
 
+# Set in the worker processes connect() starts, unless already set (worker_env).
+WORKER_ENV = {"MIMALLOC_ALLOW_THP": "0", "NUMPY_MADVISE_HUGEPAGE": "0"}
+
+
 def worker_env() -> dict[str, str]:
     """Environment variables for the worker processes :func:`connect` starts,
     set before each process starts (Dask's
     ``distributed.nanny.pre-spawn-environ``, where Dask puts its own
     ``MALLOC_TRIM_THRESHOLD_`` and ``OMP_NUM_THREADS``). Each is left out
     when the variable is already set: the workers inherit the user's choice.
+    Both keep the workers off transparent huge pages, which the kernel
+    grants to a process that asks for them where
+    ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``madvise``:
 
-    * ``NUMPY_MADVISE_HUGEPAGE=0``: NumPy then no longer asks the kernel for
-      transparent huge pages for its large arrays. Where the kernel grants
-      them on request (``/sys/kernel/mm/transparent_hugepage/enabled`` =
-      ``madvise``), single tasks of the passes over the data took 0.2 to
+    * ``MIMALLOC_ALLOW_THP=0``: Arrow's default memory pool (mimalloc) asks
+      for them for the buffers it reads Parquet into; with this, mimalloc
+      turns them off for the whole process instead. On 2 cores, the first
+      scan (read + statistics) of 2M rows on a new cluster took 2.14 to
+      2.35 s with them, 0.64 to 0.77 s without: the worker spent 2.4 to
+      3.0 s of CPU in the kernel faulting memory in, against 0.4 to 0.5 s.
+    * ``NUMPY_MADVISE_HUGEPAGE=0``: NumPy no longer asks for them for its
+      large arrays. Single tasks of the passes over the data took 0.2 to
       0.6 s instead of 0.04 to 0.1 s, now and then: on 2 cores, the read +
       statistics + transform of 2M rows took 1.35 to 1.76 s with huge
       pages, 0.81 to 0.89 s without (six runs each, fresh clusters).
 
-    NumPy reads the variable when it is imported, and a new worker process
-    imports the caller's main module (a script, the ``scaler`` command)
-    before Dask's ``env`` reaches it: set any later, it has no effect.
-    Arrow's memory pool is left at Arrow's default (mimalloc in the
-    wheels): with jemalloc, scan + transform of 2M rows took 0.90 to 1.01 s
-    against 0.82 to 0.95 s (most runs; see BENCHMARKS.md).
+    Both are read when the library loads, and a new worker process imports
+    the caller's main module (a script, the ``scaler`` command) before
+    Dask's ``env`` reaches it: set any later, they have no effect. Arrow's
+    memory pool itself is left at Arrow's default (mimalloc in the
+    wheels).
     """
-    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
-        return {}
-    return {"NUMPY_MADVISE_HUGEPAGE": "0"}
+    return {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
 
 
 # What the workers of a new LocalCluster import in the background as soon as

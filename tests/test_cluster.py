@@ -50,8 +50,11 @@ def test_worker_env_leaves_the_users_choice(monkeypatch):
     from scaler.cluster import worker_env
 
     monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
-    assert worker_env() == {"NUMPY_MADVISE_HUGEPAGE": "0"}
+    monkeypatch.delenv("MIMALLOC_ALLOW_THP", raising=False)
+    assert worker_env() == {"MIMALLOC_ALLOW_THP": "0", "NUMPY_MADVISE_HUGEPAGE": "0"}
     monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    assert worker_env() == {"MIMALLOC_ALLOW_THP": "0"}
+    monkeypatch.setenv("MIMALLOC_ALLOW_THP", "1")
     assert worker_env() == {}
 
 
@@ -75,10 +78,15 @@ def probe(dask_worker=None):
     import numpy as np
     import pyarrow as pa
 
+    pa.allocate_buffer(1 << 20)  # the pool starts (and mimalloc reads its options)
+    with open("/proc/self/status") as f:  # 0 once the process has turned huge pages off
+        thp = [line.split()[1] for line in f if line.startswith("THP_enabled:")]
     return [
         bool(np._core.multiarray._get_madvise_hugepage()),
+        thp[0] if thp else None,
         pa.default_memory_pool().backend_name,
         os.environ.get("NUMPY_MADVISE_HUGEPAGE"),
+        os.environ.get("MIMALLOC_ALLOW_THP"),
     ]
 
 
@@ -88,7 +96,7 @@ if __name__ == "__main__":
 """
 
 
-def test_workers_start_without_numpy_huge_pages_whatever_the_main_module_imports(tmp_path):
+def test_workers_start_without_huge_pages_whatever_the_main_module_imports(tmp_path):
     import json
     import os
     import subprocess
@@ -98,12 +106,13 @@ def test_workers_start_without_numpy_huge_pages_whatever_the_main_module_imports
 
     script = tmp_path / "main.py"
     script.write_text(_MAIN)
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    names = ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP")
+    env = {k: v for k, v in os.environ.items() if k not in names}
     env["DASK_LOGGING__DISTRIBUTED"] = "error"
     procs = {  # both at once: each starts a cluster
         setting: subprocess.Popen(
             [sys.executable, str(script)],
-            env=env if setting is None else {**env, "NUMPY_MADVISE_HUGEPAGE": setting},
+            env=env if setting is None else {**env, **dict.fromkeys(names, setting)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -115,10 +124,11 @@ def test_workers_start_without_numpy_huge_pages_whatever_the_main_module_imports
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
         seen[setting] = json.loads(out.strip().splitlines()[-1])
-    # scaler's default reaches NumPy in the worker ...
-    assert seen[None] == [[False, pa.default_memory_pool().backend_name, "0"]]
-    # ... and so does the user's own choice; Arrow's pool is Arrow's default
-    assert seen["1"] == [[True, pa.default_memory_pool().backend_name, "1"]]
+    pool = pa.default_memory_pool().backend_name  # Arrow's default, in the workers too
+    # scaler's defaults reach NumPy and Arrow's mimalloc in the worker ...
+    assert seen[None] == [[False, "0" if pool == "mimalloc" else "1", pool, "0", "0"]]
+    # ... and so do the user's own choices
+    assert seen["1"] == [[True, "1", pool, "1", "1"]]
 
 
 def _imported(dask_worker=None):
