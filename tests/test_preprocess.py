@@ -302,6 +302,8 @@ def test_transform_rows_equal_the_cut_of_the_whole_transform(small_blocks):
             for r, g in zip(rows, got, strict=True):
                 want = whole if r is None else whole[r]
                 assert g.dtype == np.float32
-                np.testing.assert_array_equal(g, want)  # the same arithmetic, block by block
+                # the same arithmetic; a row's position in a block may move the
+                # matrix product's last bit
+                np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-6)
     with pytest.raises(IndexError, match="out of range"):
         sp.transform_rows(x, [np.array([0, len(x)])])
