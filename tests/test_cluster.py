@@ -47,14 +47,21 @@ def test_explicit_layout_is_kept():
 
 
 def test_worker_env_leaves_the_users_choice(monkeypatch):
+    import pyarrow as pa
+
     from scaler.cluster import worker_env
 
-    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
-    monkeypatch.delenv("MIMALLOC_ALLOW_THP", raising=False)
-    assert worker_env() == {"MIMALLOC_ALLOW_THP": "0", "NUMPY_MADVISE_HUGEPAGE": "0"}
+    names = ("ARROW_DEFAULT_MEMORY_POOL", "MIMALLOC_ALLOW_THP", "NUMPY_MADVISE_HUGEPAGE")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    want = {"MIMALLOC_ALLOW_THP": "0", "NUMPY_MADVISE_HUGEPAGE": "0"}
+    if "jemalloc" in pa.supported_memory_backends():
+        want["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
+    assert worker_env() == want
     monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
-    assert worker_env() == {"MIMALLOC_ALLOW_THP": "0"}
+    assert worker_env() == {k: v for k, v in want.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
     monkeypatch.setenv("MIMALLOC_ALLOW_THP", "1")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
     assert worker_env() == {}
 
 
@@ -106,13 +113,15 @@ def test_workers_start_without_huge_pages_whatever_the_main_module_imports(tmp_p
 
     script = tmp_path / "main.py"
     script.write_text(_MAIN)
-    names = ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP")
+    names = ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP", "ARROW_DEFAULT_MEMORY_POOL")
     env = {k: v for k, v in os.environ.items() if k not in names}
     env["DASK_LOGGING__DISTRIBUTED"] = "error"
+    own = {"NUMPY_MADVISE_HUGEPAGE": "1", "MIMALLOC_ALLOW_THP": "1"}
+    own["ARROW_DEFAULT_MEMORY_POOL"] = "system"
     procs = {  # both at once: each starts a cluster
         setting: subprocess.Popen(
             [sys.executable, str(script)],
-            env=env if setting is None else {**env, **dict.fromkeys(names, setting)},
+            env=env if setting is None else {**env, **own},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -124,11 +133,12 @@ def test_workers_start_without_huge_pages_whatever_the_main_module_imports(tmp_p
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
         seen[setting] = json.loads(out.strip().splitlines()[-1])
-    pool = pa.default_memory_pool().backend_name  # Arrow's default, in the workers too
-    # scaler's defaults reach NumPy and Arrow's mimalloc in the worker ...
-    assert seen[None] == [[False, "0" if pool == "mimalloc" else "1", pool, "0", "0"]]
+    pool = "jemalloc" if "jemalloc" in pa.supported_memory_backends() else None
+    pool = pool or pa.default_memory_pool().backend_name
+    # scaler's defaults reach NumPy, Arrow and mimalloc in the worker ...
+    assert seen[None] == [[False, "0", pool, "0", "0"]]
     # ... and so do the user's own choices
-    assert seen["1"] == [[True, "1", pool, "1", "1"]]
+    assert seen["1"] == [[True, "1", "system", "1", "1"]]
 
 
 def _imported(dask_worker=None):
