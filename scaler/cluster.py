@@ -85,6 +85,9 @@ def worker_env() -> dict[str, str]:
     All are read when the library loads, and a new worker process imports
     the caller's main module (a script, the ``scaler`` command) before
     Dask's ``env`` reaches it: set any later, they have no effect there.
+    To set them before, Dask's nanny sets them in the environment of the
+    process that starts the cluster (as it does with its own), so they
+    also reach processes that one starts afterwards.
     """
     env = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
     if "ARROW_DEFAULT_MEMORY_POOL" in env:
