@@ -273,7 +273,8 @@ def connect(
         env = worker_env()
         kwargs["env"] = env  # also for workers added later (cluster.scale)
         # before each worker process starts (and when it restarts), so that
-        # NumPy sees them whatever the caller's main module imports
+        # NumPy, Arrow and mimalloc see them whatever the caller's main
+        # module imports
         key = "distributed.nanny.pre-spawn-environ"
         pre_spawn = {key: {**(dask.config.get(key, default=None) or {}), **env}}
     # A Client that starts its own LocalCluster also stops it when closed

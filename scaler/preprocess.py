@@ -569,7 +569,7 @@ class ScalePCA:
                     x = np.asfortranarray(x)
             idx.append(r)
         if self.components_ is None and not self.scale:
-            return [(x if r is None else x[r]).astype(np.float32) for r in idx]
+            return [_rows_float32(x, r) for r in idx]
         return [self._transform_rows(x, r) for r in idx]
 
     def _transform_rows(self, x: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
@@ -745,6 +745,16 @@ def _frame_to_array(df: pd.DataFrame, cols: list[str], *, compact: bool = False)
     return frame.to_numpy(dtype=dtype, na_value=np.nan)
 
 
+def _rows_float32(x: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """``x[rows]`` (every row for None) as float32, in ``x``'s layout: the
+    rows of column-major frame data stay column-major."""
+    if rows is None:
+        return x.astype(np.float32)
+    if x.flags.c_contiguous:
+        return x[rows].astype(np.float32, copy=False)
+    return np.take(x.T, rows, axis=1).astype(np.float32, copy=False).T
+
+
 def _transform_frame(
     df: pd.DataFrame, sp: ScalePCA, cols: list[str], names: list[str]
 ) -> pd.DataFrame:
@@ -846,7 +856,7 @@ class Preprocessor:
                 ys = self.scaler_pca.transform_rows(x, rows)
                 names = self.scaler_pca.output_names
             else:
-                ys = [(x if r is None else x[r]).astype(np.float32) for r in rows]
+                ys = [_rows_float32(x, r) for r in rows]
                 names = list(self.numeric)
             # Column-major float32: the frame's block, without a copy.
             outs = [

@@ -302,6 +302,8 @@ def test_transform_rows_equal_the_cut_of_the_whole_transform(small_blocks):
             for r, g in zip(rows, got, strict=True):
                 want = whole if r is None else whole[r]
                 assert g.dtype == np.float32
+                # column-major (frame) data gives column-major parts: a frame's block
+                assert g.flags.f_contiguous or not a.flags.f_contiguous
                 # the same arithmetic; a row's position in a block may move the
                 # matrix product's last bit
                 np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-6)
