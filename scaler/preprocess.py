@@ -103,14 +103,7 @@ class Moments:
             raise ValueError(f"Moments.of needs a 2-D array, got shape {x.shape}")
         if x.dtype.kind not in "biuf":
             x = x.astype(np.float64)
-        idx = None
-        if rows is not None:
-            idx = np.asarray(rows)
-            idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.intp, copy=False)
-            if idx.size and (idx.min() < 0 or idx.max() >= x.shape[0]):
-                raise IndexError(f"row positions out of range for {x.shape[0]} rows")
-            if not (x.T.flags.c_contiguous or x.flags.c_contiguous):
-                x = np.asfortranarray(x)
+        x, idx = _positions(x, rows)
         n = x.shape[0] if idx is None else idx.shape[0]
         p = x.shape[1]
         if n == 0:
@@ -207,6 +200,22 @@ class Moments:
 # the mean of n complete rows, so this only happens with missing values or
 # very skewed row orders.)
 _RECENTRE = 16.0
+
+
+def _positions(x: np.ndarray, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``rows`` of the 2-D ``x`` (integer positions or a boolean mask; None:
+    every row) as checked integer positions, and ``x`` in a layout
+    :func:`_rows_block` gathers from (a copy only when ``x`` is neither
+    row- nor column-major)."""
+    if rows is None:
+        return x, None
+    idx = np.asarray(rows)
+    idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.intp, copy=False)
+    if idx.size and (idx.min() < 0 or idx.max() >= x.shape[0]):
+        raise IndexError(f"row positions out of range for {x.shape[0]} rows")
+    if not (x.T.flags.c_contiguous or x.flags.c_contiguous):
+        x = np.asfortranarray(x)
+    return x, idx
 
 
 def _rows_block(x: np.ndarray, idx: np.ndarray | None, a: int, b: int) -> np.ndarray:
@@ -558,16 +567,10 @@ class ScalePCA:
                 f"Expected {self.n_features_in_} numeric feature columns, got array of shape "
                 f"{x.shape}."
             )
-        n, p = x.shape
         idx = []
         for r in rows:
-            if r is not None:
-                r = np.asarray(r, dtype=np.intp)
-                if r.size and (r.min() < 0 or r.max() >= n):
-                    raise IndexError(f"row positions out of range for {n} rows")
-                if not (x.T.flags.c_contiguous or x.flags.c_contiguous):
-                    x = np.asfortranarray(x)
-            idx.append(r)
+            x, i = _positions(x, r)
+            idx.append(i)
         if self.components_ is None and not self.scale:
             return [_rows_float32(x, r) for r in idx]
         return [self._transform_rows(x, r) for r in idx]
