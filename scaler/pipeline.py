@@ -28,7 +28,14 @@ from scaler.cluster import workers as _workers
 from scaler.config import RunConfig, load_config, redact
 from scaler.errors import ConfigError, DataError
 from scaler.model import Model, encode_labels
-from scaler.preprocess import Moments, Preprocessor, ScalePCA, _frame_to_array, _merge_many
+from scaler.preprocess import (
+    Columns,
+    Moments,
+    Preprocessor,
+    ScalePCA,
+    _frame_to_array,
+    _merge_many,
+)
 from scaler.progress import Progress
 from scaler.train import train_booster, xgb_params
 
@@ -277,7 +284,16 @@ SCAN_BLOCK_ROWS = 131_072  # rows converted at a time (when not float32): bounds
 def with_split(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     """The partition with the split part of each row (column ``PART``): the
     passes over the data take it from there instead of hashing the rows
-    again."""
+    again. Arrow-backed columns other than the numeric features (read so
+    by :func:`_grouped`) become NumPy-backed, as a default read has them."""
+    numeric = set(spec.numeric)
+    back = {
+        c: df[c].to_numpy(dtype=t.numpy_dtype, na_value=np.nan)
+        for c, t in df.dtypes.items()
+        if isinstance(t, pd.ArrowDtype) and c not in numeric
+    }
+    if back:
+        df = df.assign(**back)
     return df.assign(**{PART: assign_split(df, spec)})
 
 
@@ -293,20 +309,23 @@ def scan_partition(df: pd.DataFrame, spec: Spec) -> Scan:
     part = _split_of(kept, spec)
     out.parts = np.bincount(part, minlength=3).astype(np.int64)
     rows = np.flatnonzero(part == TRAIN)
-    if spec.numeric:
+    cols = list(spec.numeric)
+    x = Columns.of_frame(kept, cols)
+    if x is not None:  # Arrow-backed floats: Moments.of gathers the rows from them
+        out.moments = Moments.of(x, rows=rows, covariance=spec.covariance)
+    elif cols:
         # Slice by slice: a partition is never converted to float64 whole
         # (float32 columns stay float32), and Moments.of picks the training
         # rows of each slice block by block (no copy of them).
-        cols = list(spec.numeric)
         moments = None
         for start in range(0, max(len(kept), 1), SCAN_BLOCK_ROWS):
             stop = start + SCAN_BLOCK_ROWS
             lo, hi = np.searchsorted(rows, [start, stop])
             if moments is not None and lo == hi:
                 continue
-            x = _frame_to_array(kept.iloc[start:stop], cols, compact=True)
+            block = _frame_to_array(kept.iloc[start:stop], cols, compact=True)
             sel = rows[lo:hi] - start if start else rows[lo:hi]
-            m = Moments.of(x, rows=sel, covariance=spec.covariance)
+            m = Moments.of(block, rows=sel, covariance=spec.covariance)
             moments = m if moments is None else moments.merge(m)
         out.moments = moments
     for c in spec.categorical:
@@ -858,12 +877,16 @@ def prepare(
 
 
 def _read(
-    cfg: RunConfig, *, group_bytes: int | None = None, check: bool = True
+    cfg: RunConfig,
+    *,
+    group_bytes: int | None = None,
+    check: bool = True,
+    arrow_floats: bool = False,
 ) -> tuple[Any, Spec, dict[str, Any]]:
     """The lazy dataframe of the used columns, the resolved column roles,
     and what the files' footers say (``rows``, ``file_bytes``: see
-    :func:`scaler.storage.read_dataset`, which ``group_bytes`` and
-    ``check`` go to)."""
+    :func:`scaler.storage.read_dataset`, which ``group_bytes``, ``check``
+    and ``arrow_floats`` go to)."""
     d = cfg.data
     info: dict[str, Any] = {}
     df = storage.read_dataset(
@@ -875,6 +898,7 @@ def _read(
         check=check,
         info=info,
         group_bytes=group_bytes,
+        arrow_floats=arrow_floats,
     )
     spec = resolve_columns(df.dtypes, cfg)
     return df[spec.columns], spec, info
@@ -888,11 +912,13 @@ def _group_bytes_for(cl: Any, file_bytes: Any) -> int | None:
 
 
 def _grouped(cfg: RunConfig, df: Any, file_bytes: Any, cl: Any) -> tuple[Any, str]:
-    """``df`` read with small files grouped into partitions for ``cl``
-    (:func:`_group_bytes_for`), and how, for the log."""
+    """``df`` read for the passes over the data, and how, for the log: with
+    small files grouped into partitions for ``cl`` (:func:`_group_bytes_for`),
+    and float columns left in the Arrow buffers Parquet decodes them into
+    (:class:`scaler.preprocess.Columns` reads them there; a NumPy-backed
+    frame would first copy them all)."""
     gb = _group_bytes_for(cl, file_bytes)
-    if gb:
-        df = _read(cfg, group_bytes=gb, check=False)[0]
+    df = _read(cfg, group_bytes=gb, check=False, arrow_floats=True)[0]
     if file_bytes and df.npartitions != len(file_bytes):
         return df, f"{len(file_bytes)} files in {df.npartitions} partitions; "
     return df, ""
@@ -905,7 +931,8 @@ def _raw_bytes(df: Any, rows: int) -> int:
     """Estimated in-memory size of ``rows`` rows of ``df``'s columns."""
     width = 0
     for dt in df.dtypes:
-        width += dt.itemsize if isinstance(dt, np.dtype) else 32  # strings, categories
+        t = dt if isinstance(dt, np.dtype) else getattr(dt, "numpy_dtype", None)  # Arrow-backed
+        width += t.itemsize if t is not None and t.kind in "biufmM" else 32  # strings, categories
     return int(rows * width)
 
 
@@ -1148,9 +1175,7 @@ def _prepare_features(
             df, layout = _grouped(cfg, df, read_info.get("file_bytes"), cl)
             hold, why = _hold_raw(cfg, df, read_info.get("rows"), cl)
             timer.echo(f"[scan] {layout}{_hold_line(hold, df.npartitions)}: {why}")
-            src = df.map_partitions(
-                with_split, spec, meta=df._meta.assign(**{PART: np.array([], dtype=np.int8)})
-            )
+            src = df.map_partitions(with_split, spec, meta=with_split(df._meta, spec))
             everything = hold >= src.npartitions
             if everything:
                 src = src.persist()

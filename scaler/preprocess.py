@@ -18,6 +18,7 @@ The maths here is pure NumPy; nothing touches storage.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -79,14 +80,15 @@ class Moments:
     @classmethod
     def of(
         cls,
-        x: np.ndarray,
+        x: np.ndarray | Columns,
         *,
         rows: np.ndarray | None = None,
         covariance: bool = True,
         overwrite: bool = False,
     ) -> Moments:
-        """Moments of the rows of ``x`` (2-D, any numeric dtype, NaN = missing),
-        or of ``x[rows]`` only (``rows``: integer positions or a boolean mask).
+        """Moments of the rows of ``x`` (2-D, any numeric dtype, NaN = missing;
+        or :class:`Columns`), or of ``x[rows]`` only (``rows``: integer
+        positions or a boolean mask).
 
         With ``covariance=False`` only the variances are kept (``zz`` is the
         diagonal, 1-D): enough for scaling, O(p) instead of O(p^2).
@@ -98,11 +100,12 @@ class Moments:
         compared with the spread of a column (which would cost precision in
         the cross-products), a second pass uses the overall mean."""
         del overwrite
-        x = np.asarray(x)
-        if x.ndim != 2:
-            raise ValueError(f"Moments.of needs a 2-D array, got shape {x.shape}")
-        if x.dtype.kind not in "biuf":
-            x = x.astype(np.float64)
+        if not isinstance(x, Columns):
+            x = np.asarray(x)
+            if x.ndim != 2:
+                raise ValueError(f"Moments.of needs a 2-D array, got shape {x.shape}")
+            if x.dtype.kind not in "biuf":
+                x = x.astype(np.float64)
         x, idx = _positions(x, rows)
         n = x.shape[0] if idx is None else idx.shape[0]
         p = x.shape[1]
@@ -202,7 +205,7 @@ class Moments:
 _RECENTRE = 16.0
 
 
-def _positions(x: np.ndarray, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def _positions(x: Any, rows: Any) -> tuple[Any, np.ndarray | None]:
     """``rows`` of the 2-D ``x`` (integer positions or a boolean mask; None:
     every row) as checked integer positions, and ``x`` in a layout
     :func:`_rows_block` gathers from (a copy only when ``x`` is neither
@@ -213,17 +216,21 @@ def _positions(x: np.ndarray, rows: Any) -> tuple[np.ndarray, np.ndarray | None]
     idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.intp, copy=False)
     if idx.size and (idx.min() < 0 or idx.max() >= x.shape[0]):
         raise IndexError(f"row positions out of range for {x.shape[0]} rows")
+    if isinstance(x, Columns):
+        return x, idx
     if not (x.T.flags.c_contiguous or x.flags.c_contiguous):
         x = np.asfortranarray(x)
     return x, idx
 
 
-def _rows_block(x: np.ndarray, idx: np.ndarray | None, a: int, b: int) -> np.ndarray:
+def _rows_block(x: np.ndarray | Columns, idx: np.ndarray | None, a: int, b: int) -> np.ndarray:
     """Rows ``a:b`` of ``x`` (or of ``x[idx]``) as a (p, rows) array, any dtype:
     a view of ``x``, or the gathered rows in a reused buffer."""
+    if isinstance(x, Columns):
+        return x.block(idx, a, b)
+    p, k = x.shape[1], b - a
     if idx is None:
         return x.T[:, a:b]
-    p, k = x.shape[1], b - a
     g = _scratch("gather", p * k, x.dtype)
     if x.T.flags.c_contiguous:  # column-major frame data: each column contiguous
         out = g.reshape(p, k)
@@ -232,6 +239,114 @@ def _rows_block(x: np.ndarray, idx: np.ndarray | None, a: int, b: int) -> np.nda
     out = g.reshape(k, p)
     np.take(x, idx[a:b], axis=0, out=out, mode="clip")
     return out.T
+
+
+GATHER_ROWS = 1 << 15  # rows Columns.block gathers at a time
+_COLUMNS_TOKENS = itertools.count()
+_ARROW_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Columns:
+    """Equal-length float columns held in pieces of consecutive rows (the
+    chunks of Arrow-backed pandas columns: one per file read), standing in
+    for the 2-D array ``np.column_stack(columns)`` in :meth:`Moments.of` and
+    :meth:`ScalePCA.transform_rows`. Those gather rows from the columns a
+    block at a time, so a partition's decoded Parquet buffers are used where
+    they are, never copied into a 2-D array first. ``pieces[i][j]`` holds
+    rows ``starts[i]`` to ``starts[i + 1]`` of column ``j``."""
+
+    def __init__(self, pieces: list[list[np.ndarray]], starts: Any, width: int, dtype: Any) -> None:
+        self.pieces = pieces
+        self.starts = np.asarray(starts, dtype=np.intp)
+        self.dtype = np.dtype(dtype)
+        self.shape = (int(self.starts[-1]), width)
+        self.ndim = 2
+        self._token = next(_COLUMNS_TOKENS)
+
+    @classmethod
+    def of_frame(cls, df: pd.DataFrame, cols: list[str]) -> Columns | None:
+        """The columns ``cols`` of ``df`` when all are Arrow-backed floats of
+        one dtype; None otherwise (:func:`_frame_to_array` makes the array).
+        Chunks without missing values are used in place; a chunk with
+        missing values becomes a copy with NaN for them. When the columns
+        are not chunked at the same rows, each is joined into one piece (a
+        copy)."""
+        dtypes = {df.dtypes[c] for c in cols}
+        if len(dtypes) != 1:
+            return None
+        dtype = dtypes.pop()
+        if not isinstance(dtype, pd.ArrowDtype) or dtype.numpy_dtype not in _ARROW_FLOATS:
+            return None
+        chunked = [df[c].array.__arrow_array__() for c in cols]
+        chunks = [[ch for ch in a.chunks if len(ch)] for a in chunked]
+        lengths = [len(ch) for ch in chunks[0]]
+        if any([len(ch) for ch in c] != lengths for c in chunks):
+            chunks = [[a.combine_chunks()] if len(a) else [] for a in chunked]
+            lengths = [len(df)] if len(df) else []
+        pieces = [
+            [ch.to_numpy(zero_copy_only=False) for ch in piece]
+            for piece in zip(*chunks, strict=True)
+        ]
+        starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.intp)])
+        return cls(pieces, starts, len(cols), dtype.numpy_dtype)
+
+    def block(self, idx: np.ndarray | None, a: int, b: int) -> np.ndarray:
+        """Rows ``a:b`` (or rows ``idx[a:b]``) as a (p, b - a) view of a buffer
+        this thread reuses, valid until its next call: one gather per column
+        fills the buffer with up to GATHER_ROWS rows from ``a`` on, and the
+        blocks that follow are cut from it (a call per column and block
+        would cost more than the copying, in time and in the GIL)."""
+        held = getattr(_SCRATCH, "columns_held", None)
+        if (
+            held is None
+            or held[0] != self._token
+            or held[1] is not idx
+            or not (held[2] <= a and b <= held[3])
+        ):
+            n = self.shape[0] if idx is None else len(idx)
+            hi = min(n, max(b, a + GATHER_ROWS))
+            buf = _scratch("columns", self.shape[1] * (hi - a), self.dtype)
+            buf = buf.reshape(self.shape[1], hi - a)
+            self.gather(idx, a, hi, buf)
+            held = (self._token, idx, a, hi, buf)
+            _SCRATCH.columns_held = held
+        lo, buf = held[2], held[4]
+        return buf[:, a - lo : b - lo]
+
+    def gather(self, idx: np.ndarray | None, a: int, b: int, out: np.ndarray) -> None:
+        """Write rows ``a:b`` (or rows ``idx[a:b]``, positions checked by the
+        caller) into ``out``, of shape (p, b - a)."""
+        starts = self.starts
+        if idx is None:
+            for i, piece in enumerate(self.pieces):
+                lo, hi = max(a, int(starts[i])), min(b, int(starts[i + 1]))
+                for j, col in enumerate(piece if lo < hi else ()):
+                    out[j, lo - a : hi - a] = col[lo - starts[i] : hi - starts[i]]
+            return
+        sel = idx[a:b]
+        if not sel.size:
+            return
+        if bool((sel[1:] >= sel[:-1]).all()):  # in order: one run of rows per piece
+            cuts = np.searchsorted(sel, starts)
+            for i, piece in enumerate(self.pieces):
+                lo, hi = int(cuts[i]), int(cuts[i + 1])
+                local = sel[lo:hi] - starts[i] if i else sel[lo:hi]
+                for j, col in enumerate(piece if lo < hi else ()):
+                    col.take(local, out=out[j, lo:hi], mode="clip")
+            return
+        which = np.searchsorted(starts, sel, side="right") - 1
+        for i in np.unique(which):
+            where = np.flatnonzero(which == i)
+            local = sel[where] - starts[i]
+            for j, col in enumerate(self.pieces[i]):
+                out[j, where] = col[local]
+
+    def to_array(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The rows (every row for None) as a column-major 2-D array."""
+        n = self.shape[0] if rows is None else len(rows)
+        out = np.empty((self.shape[1], n), dtype=self.dtype)
+        self.gather(rows, 0, n, out)
+        return out.T
 
 
 class _BlockSums:
@@ -552,16 +667,19 @@ class ScalePCA:
         """
         return self.transform_rows(x, [None])[0]
 
-    def transform_rows(self, x: np.ndarray, rows: list[np.ndarray | None]) -> list[np.ndarray]:
+    def transform_rows(
+        self, x: np.ndarray | Columns, rows: list[np.ndarray | None]
+    ) -> list[np.ndarray]:
         """The transformed rows ``x[r]`` for each ``r`` in ``rows`` (integer
         positions, in the order wanted; None for every row), as
         :meth:`transform_array` makes them: each written block by block
         straight into its own array. Cutting a partition into split parts
         this way makes no transformed copy of all its rows to cut from."""
         self._check_fitted()
-        x = np.asarray(x)
-        if x.dtype not in (np.float32, np.float64):
-            x = x.astype(np.float64)
+        if not isinstance(x, Columns):
+            x = np.asarray(x)
+            if x.dtype not in (np.float32, np.float64):
+                x = x.astype(np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
             raise DataError(
                 f"Expected {self.n_features_in_} numeric feature columns, got array of shape "
@@ -575,7 +693,7 @@ class ScalePCA:
             return [_rows_float32(x, r) for r in idx]
         return [self._transform_rows(x, r) for r in idx]
 
-    def _transform_rows(self, x: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+    def _transform_rows(self, x: np.ndarray | Columns, idx: np.ndarray | None) -> np.ndarray:
         n, p = x.shape
         if idx is not None:
             n = idx.shape[0]
@@ -748,9 +866,11 @@ def _frame_to_array(df: pd.DataFrame, cols: list[str], *, compact: bool = False)
     return frame.to_numpy(dtype=dtype, na_value=np.nan)
 
 
-def _rows_float32(x: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+def _rows_float32(x: np.ndarray | Columns, rows: np.ndarray | None) -> np.ndarray:
     """``x[rows]`` (every row for None) as float32, in ``x``'s layout: the
     rows of column-major frame data stay column-major."""
+    if isinstance(x, Columns):
+        return x.to_array(rows).astype(np.float32, copy=False)
     if rows is None:
         return x.astype(np.float32)
     if x.flags.c_contiguous:
@@ -854,7 +974,9 @@ class Preprocessor:
         frame (see :meth:`ScalePCA.transform_rows`)."""
         index = [df.index if r is None else df.index.take(r) for r in rows]
         if self.numeric:
-            x = _frame_to_array(df, self.numeric, compact=True)
+            x: Any = Columns.of_frame(df, self.numeric)
+            if x is None:
+                x = _frame_to_array(df, self.numeric, compact=True)
             if self.scaler_pca is not None:
                 ys = self.scaler_pca.transform_rows(x, rows)
                 names = self.scaler_pca.output_names

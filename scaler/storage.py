@@ -485,6 +485,14 @@ def grouping_options(group_bytes: int) -> dict[str, Any]:
     return {"split_row_groups": "adaptive", "blocksize": group_bytes, "aggregate_files": True}
 
 
+def _arrow_float(t: Any) -> Any:
+    """pyarrow ``types_mapper``: float32 and float64 columns stay Arrow-backed."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return pd.ArrowDtype(t) if t in (pa.float32(), pa.float64()) else None
+
+
 def read_dataset(
     url: str,
     *,
@@ -496,6 +504,7 @@ def read_dataset(
     check: bool = True,
     info: dict[str, Any] | None = None,
     group_bytes: int | None = None,
+    arrow_floats: bool = False,
 ) -> Any:
     """Read Parquet at ``url`` as a lazy Dask dataframe.
 
@@ -516,6 +525,11 @@ def read_dataset(
     partition of its own): one Arrow table per partition, converted to
     pandas once. It is ignored for hive-partitioned data;
     :func:`group_bytes` chooses it.
+
+    With ``arrow_floats``, float columns are Arrow-backed
+    (``pd.ArrowDtype``): the frame wraps the buffers the Parquet reader
+    decoded them into, where a NumPy-backed frame copies them into one
+    2-D block. Other columns are converted as usual.
 
     Examples
     --------
@@ -558,6 +572,7 @@ def read_dataset(
                 filters=(flt or None) if with_filters else None,
                 storage_options=so,
                 **grouping,
+                **({"arrow_to_pandas": {"types_mapper": _arrow_float}} if arrow_floats else {}),
             )
         except Exception as e:  # noqa: BLE001
             mapped = _map_storage_error(e, url)

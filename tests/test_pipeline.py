@@ -178,6 +178,30 @@ def test_pipeline_preprocessing_matches_sklearn_on_training_rows(client, clean_d
     np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-6)
 
 
+def test_the_passes_over_the_data_read_floats_in_place(client, binary_data):
+    """The frames the scan and the transform read keep float features in
+    the Arrow buffers the Parquet reader decoded (no NumPy copy of them),
+    and every other column as a default read has it."""
+    import scaler.pipeline as pl
+    from scaler.preprocess import Columns
+
+    cfg = RunConfig.from_dict(base_config(binary_data, "unused"))
+    df, spec, info = pl._read(cfg)
+    assert not any(isinstance(t, pd.ArrowDtype) for t in df.dtypes)
+    passes, _ = pl._grouped(cfg, df, info["file_bytes"], client)
+    src = passes.map_partitions(pl.with_split, spec, meta=pl.with_split(passes._meta, spec))
+    part = src.partitions[0].compute()
+    assert all(isinstance(part.dtypes[c], pd.ArrowDtype) for c in spec.numeric)
+    for c in [c for c in df.columns if c not in spec.numeric]:
+        assert part.dtypes[c] == df.dtypes[c], c
+    np.testing.assert_array_equal(part[pl.PART], assign_split(part, spec))
+    cols = Columns.of_frame(part, list(spec.numeric))
+    assert cols is not None and cols.shape == (len(part), len(spec.numeric))
+    want = part[list(spec.numeric)].to_numpy(dtype=cols.dtype, na_value=np.nan)
+    assert np.isnan(want).any()  # missing values: NaN in the columns too
+    np.testing.assert_array_equal(cols.to_array(), want)
+
+
 def test_split_is_independent_of_partitioning(binary_data):
     raw = read_pandas(binary_data)
     cfg = base_config(binary_data, "unused")
@@ -206,6 +230,14 @@ def test_split_without_key_uses_row_values(binary_data):
     )
     np.testing.assert_array_equal(a, b)
     assert 0.15 < (a == HOLDOUT).mean() < 0.25
+    # the passes over the data read floats Arrow-backed: the same hashes
+    import pyarrow as pa
+
+    from scaler.storage import _arrow_float
+
+    arrow = pa.Table.from_pandas(raw[spec.columns]).to_pandas(types_mapper=_arrow_float)
+    assert any(isinstance(t, pd.ArrowDtype) for t in arrow.dtypes)
+    np.testing.assert_array_equal(assign_split(arrow, spec), a)
 
 
 def test_multiclass(client, multiclass_data, tmp_path):
@@ -384,15 +416,24 @@ def test_scan_partition_moments_equal_direct(monkeypatch):
 
 
 @pytest.mark.parametrize("task", ["binary", "regression"])
-def test_featurize_split_equals_the_featurized_partition_cut(task, monkeypatch):
+@pytest.mark.parametrize("backend", ["numpy", "arrow", "arrow-mixed"])
+def test_featurize_split_equals_the_featurized_partition_cut(task, backend, monkeypatch):
     """Each split part is transformed straight into its own frame: the same
     frames (values, dtypes, index, columns) as featurizing the whole
-    partition and cutting it, and the same bin-edge sample."""
+    partition and cutting it, and the same bin-edge sample. A partition
+    read with Arrow-backed floats (as the passes over the data read it)
+    gives the same frames as a NumPy-backed one: through
+    :class:`scaler.preprocess.Columns` when its features are floats of one
+    dtype ("arrow"), through a 2-D array otherwise ("arrow-mixed")."""
+    import pyarrow as pa
+
     import scaler.pipeline as pl
     import scaler.preprocess as pp
     from scaler.preprocess import Preprocessor, ScalePCA
+    from scaler.storage import _arrow_float
 
     monkeypatch.setattr(pp, "BLOCK_BYTES", 1)  # many blocks per part
+    monkeypatch.setattr(pp, "GATHER_ROWS", 700)  # and per gather of Arrow-backed columns
     rng = np.random.default_rng(3)
     n = 4000
     df = pd.DataFrame(
@@ -402,7 +443,7 @@ def test_featurize_split_equals_the_featurized_partition_cut(task, monkeypatch):
             if task == "binary"
             else rng.normal(size=n),
             "a": rng.normal(size=n).astype(np.float32),
-            "b": rng.normal(size=n) * 10 + 3,
+            "b": (rng.normal(size=n) * 10 + 3).astype(np.float32 if backend == "arrow" else float),
             "c": rng.integers(0, 9, n).astype(np.float32),
             "color": pd.Series(rng.choice(["red", "green", "blue"], n), dtype="str"),
         },
@@ -424,6 +465,21 @@ def test_featurize_split_equals_the_featurized_partition_cut(task, monkeypatch):
     codes = (TRAIN, VALID, HOLDOUT)
     whole = pl.featurize_partition(held, spec, pre, classes)
     want = pl._split_rows(whole, codes, 0.05, pre.output_columns)
+    if backend != "numpy":  # three chunks per column, as from three files
+        table = pa.Table.from_pandas(df)
+        thirds = [table.slice(0, 1500), table.slice(1500, 1), table.slice(1501)]
+        read = pa.concat_tables(thirds).to_pandas(types_mapper=_arrow_float)
+        assert isinstance(read.dtypes["a"], pd.ArrowDtype)
+        arrow_held = pl.with_split(read, spec)
+        # the label becomes NumPy-backed again; the features stay in Arrow
+        assert arrow_held.dtypes["label"] == np.float64
+        assert isinstance(arrow_held.dtypes["b"], pd.ArrowDtype)
+        used = pp.Columns.of_frame(arrow_held, list(spec.numeric))
+        assert (used is not None) == (backend == "arrow")
+        arrow_scan = pl.scan_partition(arrow_held, spec)
+        np.testing.assert_allclose(arrow_scan.moments.zz, scan.moments.zz, rtol=1e-12)
+        assert arrow_scan.classes == scan.classes and (arrow_scan.parts == scan.parts).all()
+        held = arrow_held
     got = pl.featurize_split(held, spec, pre, classes, codes, 0.05)
     assert len(got) == len(want) == 4
     for g, w in zip(got, want, strict=True):

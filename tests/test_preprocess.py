@@ -309,3 +309,102 @@ def test_transform_rows_equal_the_cut_of_the_whole_transform(small_blocks):
                 np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-6)
     with pytest.raises(IndexError, match="out of range"):
         sp.transform_rows(x, [np.array([0, len(x)])])
+
+
+@pytest.fixture
+def small_gathers(small_blocks, monkeypatch):
+    """Columns gather 700 rows at a time: a gather spans pieces and blocks."""
+    import scaler.preprocess as sp
+
+    monkeypatch.setattr(sp, "GATHER_ROWS", 700)
+
+
+def arrow_frame(x, chunks, names=None):
+    """``x`` as a frame of Arrow-backed columns chunked at ``chunks`` rows
+    (NaN as null), the way a Parquet read of several files has them."""
+    import pyarrow as pa
+
+    names = names or [f"c{j}" for j in range(x.shape[1])]
+    bounds = np.cumsum([0, *chunks])
+    assert bounds[-1] == len(x)
+    cols = {
+        n: pa.chunked_array(
+            [
+                pa.array(x[a:b, j], from_pandas=True)
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            ],
+            type=pa.from_numpy_dtype(x.dtype),
+        )
+        for j, n in enumerate(names)
+    }
+    return pa.table(cols).to_pandas(types_mapper=pd.ArrowDtype), names
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_stand_in_for_the_array(small_gathers, dtype):
+    from scaler.preprocess import Columns
+
+    x = make_x(n=2000, p=6, seed=12).astype(dtype)
+    missing = np.random.default_rng(9).random(x.shape) < 0.01
+    missing[:700] = False  # nulls in the later chunks only
+    x[missing] = np.nan
+    df, names = arrow_frame(x, [700, 1, 0, 600, 699])
+    cols = Columns.of_frame(df, names)
+    assert cols is not None and cols.shape == x.shape and cols.dtype == dtype
+    assert len(cols.pieces) == 4  # the empty chunk is skipped
+    # a chunk without nulls is used in place, not copied
+    for j, col in enumerate(cols.pieces[0]):
+        data = df[names[j]].array.__arrow_array__().chunk(0).buffers()[1]
+        assert col.ctypes.data == data.address
+    rng = np.random.default_rng(10)
+    part = rng.integers(0, 3, len(x))
+    shuffled = rng.permutation(len(x))[:900]
+    rows = [np.flatnonzero(part == 0), None, shuffled, np.array([], int), np.array([1300])]
+    for r in rows:  # the same values in the same order: the same sums, to the bit
+        for cov in (True, False):
+            want, got = (
+                Moments.of(x, rows=r, covariance=cov),
+                Moments.of(cols, rows=r, covariance=cov),
+            )
+            for a, b in zip(
+                (want.n, want.shift, want.count, want.s1, want.zz, want.zm, want.mm),
+                (got.n, got.shift, got.count, got.s1, got.zz, got.zm, got.mm),
+                strict=True,
+            ):
+                np.testing.assert_array_equal(a, b)
+    fitted = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
+    for sp in (
+        ScalePCA(n_components=3).fit(fitted),
+        ScalePCA().fit(fitted),
+        ScalePCA(scale=False).fit(fitted),
+    ):
+        want = sp.transform_rows(np.asfortranarray(x), rows)
+        got = sp.transform_rows(cols, rows)
+        for w, g in zip(want, got, strict=True):
+            assert g.dtype == np.float32 and g.flags.f_contiguous
+            np.testing.assert_array_equal(g, w)
+    with pytest.raises(IndexError, match="out of range"):
+        Moments.of(cols, rows=[2000])
+
+
+def test_columns_of_other_frames(small_gathers):
+    from scaler.preprocess import Columns
+
+    x = make_x(n=900, p=3, seed=13).astype(np.float32)
+    df, names = arrow_frame(x, [900])
+    # chunked at different rows: each column is joined into one piece
+    other, _ = arrow_frame(x, [450, 450], names=["d0", "d1", "d2"])
+    mixed = pd.concat([df[names[:2]], other[["d2"]]], axis=1)
+    cols = Columns.of_frame(mixed, [*names[:2], "d2"])
+    assert cols is not None and len(cols.pieces) == 1
+    np.testing.assert_array_equal(cols.to_array(), x)
+    np.testing.assert_array_equal(cols.to_array(np.array([5, 2, 800])), x[[5, 2, 800]])
+    # not Arrow-backed floats of one dtype: None (the caller makes an array)
+    assert Columns.of_frame(pd.DataFrame(x, columns=names), names) is None
+    wide = df.assign(c0=df["c0"].astype(pd.ArrowDtype(__import__("pyarrow").float64())))
+    assert Columns.of_frame(wide, names) is None
+    ints = pd.DataFrame({"i": pd.array([1, 2], dtype="int64[pyarrow]")})
+    assert Columns.of_frame(ints, ["i"]) is None
+    empty = Columns.of_frame(df.iloc[:0], names)
+    assert empty is not None and empty.shape == (0, 3) and empty.to_array().shape == (0, 3)
+    assert Moments.of(empty).n == 0
