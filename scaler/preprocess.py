@@ -691,45 +691,82 @@ class ScalePCA:
             idx.append(i)
         if self.components_ is None and not self.scale:
             return [_rows_float32(x, r) for r in idx]
+        if sum(x.shape[0] if i is None else len(i) for i in idx) >= x.shape[0] and all(
+            i is None or _ascending(i) for i in idx
+        ):
+            return self._transform_parts(x, idx)
         return [self._transform_rows(x, r) for r in idx]
 
-    def _transform_rows(self, x: np.ndarray | Columns, idx: np.ndarray | None) -> np.ndarray:
-        n, p = x.shape
-        if idx is not None:
-            n = idx.shape[0]
-        mean = self.mean_.astype(x.dtype)[:, None]
-        step = _block_rows(p + 1)
-        if self.components_ is None:
-            scale = self.scale_.astype(x.dtype)[:, None]
-            out = np.empty((p, n), dtype=np.float32)
-            for a in range(0, n, step):
-                b = min(n, a + step)
-                src = _rows_block(x, idx, a, b)  # (p, b - a)
-                o = out[:, a:b]
-                if x.dtype == np.float32:
-                    np.subtract(src, mean, out=o)
-                    np.divide(o, scale, out=o)
-                else:  # in float64, rounded once
-                    z = _scratch("transform", p * (b - a), x.dtype).reshape(p, b - a)
-                    np.subtract(src, mean, out=z)
-                    np.divide(z, scale, out=o)
-            return out.T
-        projection = (self.components_ / self.scale_[None, :]).astype(np.float32)  # (k, p)
-        out = np.empty((projection.shape[0], n), dtype=np.float32)
+    def _transform_parts(
+        self, x: np.ndarray | Columns, idx: list[np.ndarray | None]
+    ) -> list[np.ndarray]:
+        """Rows in order that together cover ``x`` (the split parts of a
+        partition): every row is transformed once, a block of consecutive
+        rows at a time, read where it lies (no gather of the input), and
+        each block's results are copied to the parts whose rows it holds."""
+        n = x.shape[0]
+        width = self.n_features_in_ if self.components_ is None else self.components_.shape[0]
+        outs = [np.empty((width, n if i is None else len(i)), dtype=np.float32) for i in idx]
+        whole = next((o for o, i in zip(outs, idx, strict=True) if i is None), None)
+        done = [0] * len(idx)
+        step = _block_rows(x.shape[1] + 1)
         for a in range(0, n, step):
             b = min(n, a + step)
-            src = _rows_block(x, idx, a, b)  # (p, b - a)
-            z = _scratch("transform", p * (b - a), np.float32).reshape(p, b - a)
-            np.subtract(src, mean, out=z, dtype=x.dtype)
-            o = out[:, a:b]
-            np.matmul(projection, z, out=o)
-            # A missing value makes its row's outputs NaN: impute and redo.
-            if not np.isfinite(o.sum()):
-                missing = np.isnan(z)
-                if missing.any():
-                    z[missing] = 0.0  # mean imputation
-                    np.matmul(projection, z, out=o)
+            if whole is not None:
+                res = whole[:, a:b]
+            else:
+                res = _scratch("parts", width * (b - a), np.float32).reshape(width, b - a)
+            self._block_into(_rows_block(x, None, a, b), res, x.dtype)
+            for k, (o, i) in enumerate(zip(outs, idx, strict=True)):
+                if i is None:
+                    if o is not whole:
+                        o[:, a:b] = res
+                    continue
+                lo = done[k]
+                hi = lo + int(np.searchsorted(i[lo:], b))
+                if hi > lo:
+                    o[:, lo:hi] = res[:, i[lo:hi] - a]
+                done[k] = hi
+        return [o.T for o in outs]
+
+    def _transform_rows(self, x: np.ndarray | Columns, idx: np.ndarray | None) -> np.ndarray:
+        """The rows ``x[idx]``, gathered a block at a time."""
+        n = x.shape[0] if idx is None else idx.shape[0]
+        width = self.n_features_in_ if self.components_ is None else self.components_.shape[0]
+        out = np.empty((width, n), dtype=np.float32)
+        step = _block_rows(x.shape[1] + 1)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            self._block_into(_rows_block(x, idx, a, b), out[:, a:b], x.dtype)
         return out.T
+
+    def _block_into(self, src: np.ndarray, out: np.ndarray, dtype: Any) -> None:
+        """Transform the (p, k) block ``src`` of ``dtype`` data into ``out``
+        (width, k), float32: centred in ``dtype``, then scaled or projected
+        (scaling folded into the projection); with PCA, a missing value is
+        imputed by the mean (0 once centred)."""
+        p, k = src.shape
+        mean = self.mean_.astype(dtype)[:, None]
+        if self.components_ is None:
+            scale = self.scale_.astype(dtype)[:, None]
+            if dtype == np.float32:
+                np.subtract(src, mean, out=out)
+                np.divide(out, scale, out=out)
+            else:  # in float64, rounded once
+                z = _scratch("transform", p * k, dtype).reshape(p, k)
+                np.subtract(src, mean, out=z)
+                np.divide(z, scale, out=out)
+            return
+        projection = (self.components_ / self.scale_[None, :]).astype(np.float32)  # (k, p)
+        z = _scratch("transform", p * k, np.float32).reshape(p, k)
+        np.subtract(src, mean, out=z, dtype=dtype)
+        np.matmul(projection, z, out=out)
+        # A missing value makes its row's outputs NaN: impute and redo.
+        if not np.isfinite(out.sum()):
+            missing = np.isnan(z)
+            if missing.any():
+                z[missing] = 0.0  # mean imputation
+                np.matmul(projection, z, out=out)
 
     @property
     def output_names(self) -> list[str]:
@@ -864,6 +901,10 @@ def _frame_to_array(df: pd.DataFrame, cols: list[str], *, compact: bool = False)
     ):
         dtype = np.float32
     return frame.to_numpy(dtype=dtype, na_value=np.nan)
+
+
+def _ascending(i: np.ndarray) -> bool:
+    return i.size < 2 or bool((i[1:] >= i[:-1]).all())
 
 
 def _rows_float32(x: np.ndarray | Columns, rows: np.ndarray | None) -> np.ndarray:

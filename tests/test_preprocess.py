@@ -304,9 +304,14 @@ def test_transform_rows_equal_the_cut_of_the_whole_transform(small_blocks):
                 assert g.dtype == np.float32
                 # column-major (frame) data gives column-major parts: a frame's block
                 assert g.flags.f_contiguous or not a.flags.f_contiguous
-                # the same arithmetic; a row's position in a block may move the
-                # matrix product's last bit
-                np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-6)
+                # parts in order that cover every row: each row is transformed
+                # in the block the whole transform puts it in, to the bit
+                np.testing.assert_array_equal(g, want)
+            # rows out of order are gathered: the same arithmetic, though a
+            # row's place in a block may move the matrix product's last bit
+            shuffled = rng.permutation(len(x))[:700]
+            (got,) = sp.transform_rows(a, [shuffled])
+            np.testing.assert_allclose(got, whole[shuffled], rtol=1e-6, atol=1e-6)
     with pytest.raises(IndexError, match="out of range"):
         sp.transform_rows(x, [np.array([0, len(x)])])
 
