@@ -1459,7 +1459,11 @@ def predict(
     t0 = time.perf_counter()
     model = load_bundle(bundle_url, storage_options=bundle_storage_options)
     info: dict[str, Any] = {}
-    read: dict[str, Any] = {"filters": filters, "storage_options": storage_options}
+    read: dict[str, Any] = {
+        "filters": filters,
+        "storage_options": storage_options,
+        "arrow_floats": True,  # float columns read in place, as in run (see _grouped)
+    }
     df = storage.read_dataset(data_url, info=info, **read)
     model.check_columns(list(map(str, df.columns)), where=f"The data at {redact(data_url)!r}")
     cfg = RunConfig(cluster=cluster or ClusterConfig())
