@@ -288,13 +288,24 @@ def with_split(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     by :func:`_grouped`) become NumPy-backed, as a default read has them."""
     numeric = set(spec.numeric)
     back = {
-        c: df[c].to_numpy(dtype=t.numpy_dtype, na_value=np.nan)
+        c: _numpy_backed(df[c])
         for c, t in df.dtypes.items()
         if isinstance(t, pd.ArrowDtype) and c not in numeric
     }
     if back:
         df = df.assign(**back)
     return df.assign(**{PART: assign_split(df, spec)})
+
+
+def _numpy_backed(col: pd.Series) -> pd.Series:
+    """``col`` as a default read has it: an Arrow-backed float column as a
+    NumPy one, NaN for missing values; any other column unchanged."""
+    t = col.dtype
+    if not isinstance(t, pd.ArrowDtype):
+        return col
+    return pd.Series(
+        col.to_numpy(dtype=t.numpy_dtype, na_value=np.nan), index=col.index, name=col.name
+    )
 
 
 def _split_of(df: pd.DataFrame, spec: Spec) -> np.ndarray:
@@ -361,7 +372,7 @@ def _featurized(
         label = kept[spec.target].to_numpy(dtype=np.float64)
     else:
         label = encode_labels(kept[spec.target], classes).astype(np.float32)
-    key = kept[spec.key].to_numpy() if spec.key else None
+    key = _numpy_backed(kept[spec.key]).to_numpy() if spec.key else None
     for f, r in zip(feats, rows, strict=True):
         f[LABEL] = label if r is None else label[r]
         f[PART] = part if r is None else part[r]
@@ -911,12 +922,12 @@ def _group_bytes_for(cl: Any, file_bytes: Any) -> int | None:
     return storage.group_bytes(file_bytes, 2 * _cluster_threads(cl))
 
 
-def _grouped(cfg: RunConfig, df: Any, file_bytes: Any, cl: Any) -> tuple[Any, str]:
-    """``df`` read for the passes over the data, and how, for the log: with
+def _grouped(cfg: RunConfig, file_bytes: Any, cl: Any) -> tuple[Any, str]:
+    """The data read again for the passes over it, and how, for the log:
     small files grouped into partitions for ``cl`` (:func:`_group_bytes_for`),
     and float columns left in the Arrow buffers Parquet decodes them into
     (:class:`scaler.preprocess.Columns` reads them there; a NumPy-backed
-    frame would first copy them all)."""
+    frame would first copy them all). This lists the files once more."""
     gb = _group_bytes_for(cl, file_bytes)
     df = _read(cfg, group_bytes=gb, check=False, arrow_floats=True)[0]
     if file_bytes and df.npartitions != len(file_bytes):
@@ -1172,7 +1183,7 @@ def _prepare_features(
         read_info = read_info or {}
         with timer.stage("scan", "reading data and computing statistics"):
             # the read as the cluster will run it is part of the stage's time
-            df, layout = _grouped(cfg, df, read_info.get("file_bytes"), cl)
+            df, layout = _grouped(cfg, read_info.get("file_bytes"), cl)
             hold, why = _hold_raw(cfg, df, read_info.get("rows"), cl)
             timer.echo(f"[scan] {layout}{_hold_line(hold, df.npartitions)}: {why}")
             src = df.map_partitions(with_split, spec, meta=with_split(df._meta, spec))
@@ -1250,7 +1261,7 @@ def _prepare_features(
             )
             meta[PART] = np.array([], dtype=np.int8)
             if spec.key:
-                meta[spec.key] = df._meta[spec.key]
+                meta[spec.key] = _numpy_backed(src._meta[spec.key])
             names, codes = _part_codes(counts)
             sample = _cut_fraction(cfg, spec, counts)  # training's bin-edge sample
             # held partitions are cut where they are held: in one graph when

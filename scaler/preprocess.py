@@ -43,7 +43,8 @@ _SCRATCH = threading.local()
 
 def _scratch(name: str, size: int, dtype: Any) -> np.ndarray:
     """A flat buffer of ``size`` items, reused by this thread across calls.
-    Never return it (or a view of it) to a caller."""
+    Never return it (or a view of it) beyond the kernels of this module
+    (:meth:`Columns.block` hands them views, valid until its next call)."""
     dtype = np.dtype(dtype)
     key = f"{name}_{dtype.str}"
     buf = getattr(_SCRATCH, key, None)
@@ -216,8 +217,8 @@ def _positions(x: Any, rows: Any) -> tuple[Any, np.ndarray | None]:
     idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.intp, copy=False)
     if idx.size and (idx.min() < 0 or idx.max() >= x.shape[0]):
         raise IndexError(f"row positions out of range for {x.shape[0]} rows")
-    if isinstance(x, Columns):
-        return x, idx
+    if isinstance(x, Columns):  # a private copy: Columns.block keys its buffer on it
+        return x, idx.copy() if idx is rows else idx
     if not (x.T.flags.c_contiguous or x.flags.c_contiguous):
         x = np.asfortranarray(x)
     return x, idx
@@ -241,7 +242,7 @@ def _rows_block(x: np.ndarray | Columns, idx: np.ndarray | None, a: int, b: int)
     return out.T
 
 
-GATHER_ROWS = 1 << 15  # rows Columns.block gathers at a time
+GATHER_BYTES = 1 << 23  # Columns.block gathers rows into a buffer of about this size
 _COLUMNS_TOKENS = itertools.count()
 _ARROW_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -293,9 +294,10 @@ class Columns:
     def block(self, idx: np.ndarray | None, a: int, b: int) -> np.ndarray:
         """Rows ``a:b`` (or rows ``idx[a:b]``) as a (p, b - a) view of a buffer
         this thread reuses, valid until its next call: one gather per column
-        fills the buffer with up to GATHER_ROWS rows from ``a`` on, and the
+        fills the buffer (GATHER_BYTES) with the rows from ``a`` on, and the
         blocks that follow are cut from it (a call per column and block
-        would cost more than the copying, in time and in the GIL)."""
+        would cost more than the copying, in time and in the GIL). ``idx``
+        is not to change between calls (:func:`_positions` copies it)."""
         held = getattr(_SCRATCH, "columns_held", None)
         if (
             held is None
@@ -303,8 +305,10 @@ class Columns:
             or held[1] is not idx
             or not (held[2] <= a and b <= held[3])
         ):
+            _SCRATCH.columns_held = None  # the buffer is about to change
             n = self.shape[0] if idx is None else len(idx)
-            hi = min(n, max(b, a + GATHER_ROWS))
+            rows = GATHER_BYTES // max(1, self.shape[1] * self.dtype.itemsize)
+            hi = min(n, max(b, a + rows))
             buf = _scratch("columns", self.shape[1] * (hi - a), self.dtype)
             buf = buf.reshape(self.shape[1], hi - a)
             self.gather(idx, a, hi, buf)
@@ -326,7 +330,7 @@ class Columns:
         sel = idx[a:b]
         if not sel.size:
             return
-        if bool((sel[1:] >= sel[:-1]).all()):  # in order: one run of rows per piece
+        if _ascending(sel):  # one run of rows per piece
             cuts = np.searchsorted(sel, starts)
             for i, piece in enumerate(self.pieces):
                 lo, hi = int(cuts[i]), int(cuts[i + 1])
@@ -341,11 +345,13 @@ class Columns:
             for j, col in enumerate(self.pieces[i]):
                 out[j, where] = col[local]
 
-    def to_array(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """The rows (every row for None) as a column-major 2-D array."""
-        n = self.shape[0] if rows is None else len(rows)
+    def to_array(self, rows: Any = None) -> np.ndarray:
+        """The rows (positions or a boolean mask; None: every row) as a
+        column-major 2-D array."""
+        _, idx = _positions(self, rows)
+        n = self.shape[0] if idx is None else len(idx)
         out = np.empty((self.shape[1], n), dtype=self.dtype)
-        self.gather(rows, 0, n, out)
+        self.gather(idx, 0, n, out)
         return out.T
 
 
@@ -672,9 +678,14 @@ class ScalePCA:
     ) -> list[np.ndarray]:
         """The transformed rows ``x[r]`` for each ``r`` in ``rows`` (integer
         positions, in the order wanted; None for every row), as
-        :meth:`transform_array` makes them: each written block by block
-        straight into its own array. Cutting a partition into split parts
-        this way makes no transformed copy of all its rows to cut from."""
+        :meth:`transform_array` makes them, each written block by block
+        straight into its own array: cutting a partition into split parts
+        this way makes no transformed copy of all its rows to cut from.
+        When every ``r`` is in ascending order and together they hold at
+        least as many rows as ``x`` (split parts), each row of ``x`` is
+        transformed once, in consecutive blocks read where they lie, and
+        the results go to the parts (:meth:`_transform_parts`); otherwise
+        each part's rows are gathered."""
         self._check_fitted()
         if not isinstance(x, Columns):
             x = np.asarray(x)

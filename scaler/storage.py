@@ -493,6 +493,25 @@ def _arrow_float(t: Any) -> Any:
     return pd.ArrowDtype(t) if t in (pa.float32(), pa.float64()) else None
 
 
+class _ArrowToPandas(dict):  # type: ignore[type-arg]
+    """``arrow_to_pandas`` options for ``dd.read_parquet`` whose
+    ``types_mapper`` stays :func:`_arrow_float`. Dask's reader stores its
+    own mapper, which wraps the one it finds, back into the dict it is
+    given; every partition read in one process (threads, or an in-process
+    cluster) shares that dict, so the wrappers would nest one level per
+    partition until Python's recursion limit. Dask reads the mapper with
+    ``get``, and this one always answers with the original."""
+
+    def __init__(self) -> None:
+        super().__init__(types_mapper=_arrow_float)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return _arrow_float if key == "types_mapper" else super().get(key, default)
+
+    def __reduce__(self) -> Any:
+        return (_ArrowToPandas, ())
+
+
 def read_dataset(
     url: str,
     *,
@@ -572,7 +591,7 @@ def read_dataset(
                 filters=(flt or None) if with_filters else None,
                 storage_options=so,
                 **grouping,
-                **({"arrow_to_pandas": {"types_mapper": _arrow_float}} if arrow_floats else {}),
+                **({"arrow_to_pandas": _ArrowToPandas()} if arrow_floats else {}),
             )
         except Exception as e:  # noqa: BLE001
             mapped = _map_storage_error(e, url)

@@ -188,7 +188,7 @@ def test_the_passes_over_the_data_read_floats_in_place(client, binary_data):
     cfg = RunConfig.from_dict(base_config(binary_data, "unused"))
     df, spec, info = pl._read(cfg)
     assert not any(isinstance(t, pd.ArrowDtype) for t in df.dtypes)
-    passes, _ = pl._grouped(cfg, df, info["file_bytes"], client)
+    passes, _ = pl._grouped(cfg, info["file_bytes"], client)
     src = passes.map_partitions(pl.with_split, spec, meta=pl.with_split(passes._meta, spec))
     part = src.partitions[0].compute()
     assert all(isinstance(part.dtypes[c], pd.ArrowDtype) for c in spec.numeric)
@@ -433,7 +433,7 @@ def test_featurize_split_equals_the_featurized_partition_cut(task, backend, monk
     from scaler.storage import _arrow_float
 
     monkeypatch.setattr(pp, "BLOCK_BYTES", 1)  # many blocks per part
-    monkeypatch.setattr(pp, "GATHER_ROWS", 700)  # and per gather of Arrow-backed columns
+    monkeypatch.setattr(pp, "GATHER_BYTES", 700 * 3 * 4)  # 700 rows per gather of 3 float32
     rng = np.random.default_rng(3)
     n = 4000
     df = pd.DataFrame(

@@ -382,3 +382,34 @@ def test_small_files_are_grouped_into_partitions_with_the_same_results(
     pd.testing.assert_frame_equal(_sorted_features(grouped), _sorted_features(one_each), rtol=1e-6)
     grouped.release()
     one_each.release()
+
+
+@pytest.mark.parametrize("key_is_a_feature", [False, True])
+def test_a_float_key_keeps_its_dtype_in_the_features(client, tmp_path, key_is_a_feature):
+    """The passes read float columns Arrow-backed; a float key column comes
+    out NumPy-backed, as declared in each part's meta (also when it is a
+    feature too), and as a feature-cache hit restores it."""
+    rng = np.random.default_rng(4)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        n = 400
+        pd.DataFrame(
+            {
+                "id": np.arange(i * n, (i + 1) * n) + 0.5,
+                "a": rng.normal(size=n).astype(np.float32),
+                "b": rng.normal(size=n).astype(np.float32),
+                "label": rng.integers(0, 2, n),
+            }
+        ).to_parquet(data / f"part-{i}.parquet", index=False)
+    features = ["a", "b", "id"] if key_is_a_feature else ["a", "b"]
+    cfg = base_config(str(data), str(tmp_path / "out"), preprocess={"pca": False})
+    cfg["data"]["features"] = features
+    cfg["preprocess"]["feature_cache"] = True
+    for _ in range(2):  # a miss, then a hit
+        prep = scaler.prepare(cfg, client=client, progress=False)
+        for name, part in prep.parts.items():
+            got = part.compute()
+            assert got.dtypes["id"] == np.float64 == part._meta.dtypes["id"], name
+            pd.testing.assert_series_equal(got.dtypes, part._meta.dtypes, check_names=False)
+        prep.release()

@@ -318,10 +318,11 @@ def test_transform_rows_equal_the_cut_of_the_whole_transform(small_blocks):
 
 @pytest.fixture
 def small_gathers(small_blocks, monkeypatch):
-    """Columns gather 700 rows at a time: a gather spans pieces and blocks."""
+    """Columns gather 700 rows of 6 float32 at a time (350 of float64): a
+    gather spans pieces and blocks."""
     import scaler.preprocess as sp
 
-    monkeypatch.setattr(sp, "GATHER_ROWS", 700)
+    monkeypatch.setattr(sp, "GATHER_BYTES", 700 * 6 * 4)
 
 
 def arrow_frame(x, chunks, names=None):
@@ -390,9 +391,20 @@ def test_columns_stand_in_for_the_array(small_gathers, dtype):
             np.testing.assert_array_equal(g, w)
     with pytest.raises(IndexError, match="out of range"):
         Moments.of(cols, rows=[2000])
+    with pytest.raises(IndexError, match="out of range"):
+        cols.to_array(np.array([0, 2000]))
+    # the same positions array changed in place between calls: no stale rows
+    r = np.arange(500)
+    Moments.of(cols, rows=r)
+    r[:] = np.arange(500, 1000)
+    np.testing.assert_array_equal(Moments.of(cols, rows=r).s1, Moments.of(x, rows=r).s1)
+    (got,) = sp.transform_rows(cols, [r])
+    np.testing.assert_array_equal(got, sp.transform_rows(x, [r.copy()])[0])
 
 
 def test_columns_of_other_frames(small_gathers):
+    import pyarrow as pa
+
     from scaler.preprocess import Columns
 
     x = make_x(n=900, p=3, seed=13).astype(np.float32)
@@ -406,7 +418,7 @@ def test_columns_of_other_frames(small_gathers):
     np.testing.assert_array_equal(cols.to_array(np.array([5, 2, 800])), x[[5, 2, 800]])
     # not Arrow-backed floats of one dtype: None (the caller makes an array)
     assert Columns.of_frame(pd.DataFrame(x, columns=names), names) is None
-    wide = df.assign(c0=df["c0"].astype(pd.ArrowDtype(__import__("pyarrow").float64())))
+    wide = df.assign(c0=df["c0"].astype(pd.ArrowDtype(pa.float64())))
     assert Columns.of_frame(wide, names) is None
     ints = pd.DataFrame({"i": pd.array([1, 2], dtype="int64[pyarrow]")})
     assert Columns.of_frame(ints, ["i"]) is None

@@ -139,3 +139,50 @@ def test_small_files_on_s3_are_grouped_too(s3, client):
     with client.as_current():
         assert df.map_partitions(len).compute().tolist() == [1000] * 4  # 2 files each
         assert df.compute().id.tolist() == list(range(4000))
+
+
+def test_arrow_floats_leave_float_columns_in_arrow_and_the_rest_as_usual(tmp_path):
+    import pyarrow as pa
+
+    url = _numbered_files(tmp_path / "d", 4, 500)
+    frame = pd.read_parquet(url).reset_index(drop=True)
+    frame["f"] = np.where(frame.id % 7 == 0, np.nan, frame.id / 3).astype(np.float32)
+    frame["s"] = (frame.id % 3).astype(str)
+    for i in range(4):  # four files again, now with a float and a string column
+        frame.iloc[i * 500 : (i + 1) * 500].to_parquet(f"{url}/part-{i:05d}.parquet", index=False)
+    plain = storage.read_dataset(url)
+    got = storage.read_dataset(url, arrow_floats=True)
+    for c in plain.columns:  # floats (x: float64, f: float32) in Arrow, the rest as usual
+        want = plain.dtypes[c]
+        if c in ("x", "f"):
+            assert got.dtypes[c] == pd.ArrowDtype(pa.from_numpy_dtype(want)), c
+        else:
+            assert got.dtypes[c] == want, c
+    back = got.compute(scheduler="sync").reset_index(drop=True)
+    usual = plain.compute(scheduler="sync").reset_index(drop=True)
+    for c in ("x", "f"):
+        np.testing.assert_array_equal(back[c].to_numpy(frame[c].dtype, na_value=np.nan), frame[c])
+    pd.testing.assert_frame_equal(back.drop(columns=["x", "f"]), usual.drop(columns=["x", "f"]))
+    assert (
+        np.isnan(back["f"].to_numpy(np.float32, na_value=np.nan)).sum() == (frame.id % 7 == 0).sum()
+    )
+
+
+def test_arrow_floats_options_stay_put_across_partitions():
+    """Dask's Parquet reader stores its own types_mapper, wrapping the one it
+    is given, back into the ``arrow_to_pandas`` dict; partitions read in one
+    process share that dict, and with a plain dict the wrappers nest one
+    level per partition until a RecursionError (after about a thousand)."""
+    import pyarrow as pa
+    from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
+
+    table = pa.table({"f": pa.array([1.5, None], pa.float32()), "s": ["a", "b"], "i": [1, 2]})
+    opts = storage._ArrowToPandas()
+    for _ in range(1500):  # as many partitions, one after the other
+        df = ArrowDatasetEngine._arrow_table_to_pandas(table, None, arrow_to_pandas=opts)
+    assert isinstance(df.dtypes["f"], pd.ArrowDtype) and df.dtypes["i"] == np.int64
+    assert opts.get("types_mapper") is storage._arrow_float
+    with pytest.raises(RecursionError):  # what a plain dict does
+        plain = {"types_mapper": storage._arrow_float}
+        for _ in range(1500):
+            ArrowDatasetEngine._arrow_table_to_pandas(table, None, arrow_to_pandas=plain)
