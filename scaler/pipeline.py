@@ -35,6 +35,7 @@ from scaler.preprocess import (
     ScalePCA,
     _frame_to_array,
     _merge_many,
+    incremental_missing,
 )
 from scaler.progress import Progress
 from scaler.train import train_booster, xgb_params
@@ -1243,6 +1244,10 @@ def _prepare_features(
                 batch_size=cfg.preprocess.batch_size,
             )
             if cfg.preprocess.method == "incremental" and sp.n_components is not None:
+                seen = scan.moments
+                if seen is not None and (seen.count < seen.n).any():  # known from the scan
+                    cols = [spec.numeric[i] for i in np.flatnonzero(seen.count < seen.n)]
+                    raise DataError(incremental_missing(cols, '[preprocess] method = "covariance"'))
                 with timer.stage("fit", "fitting dask-ml StandardScaler + IncrementalPCA"):
                     train_num = df.map_partitions(
                         _train_numeric, spec, meta=df._meta[list(spec.numeric)].astype(np.float64)

@@ -643,7 +643,16 @@ class ScalePCA:
             batch_size=self.batch_size,
             svd_solver="full",
         )
-        ipca.fit((arr - mean) / scale)
+        try:
+            ipca.fit((arr - mean) / scale)
+        except np.linalg.LinAlgError:
+            # dask-ml's StandardScaler ignores missing values; its SVD does not
+            missing = np.asarray(da.isnan(arr).any(axis=0).compute())
+            if missing.any():
+                raise DataError(
+                    incremental_missing([names[i] for i in np.flatnonzero(missing)])
+                ) from None
+            raise
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.n_features_in_ = p
         self.n_samples_seen_ = n
@@ -912,6 +921,16 @@ def _frame_to_array(df: pd.DataFrame, cols: list[str], *, compact: bool = False)
     ):
         dtype = np.float32
     return frame.to_numpy(dtype=dtype, na_value=np.nan)
+
+
+def incremental_missing(cols: list[str], covariance: str = "method='covariance'") -> str:
+    """The error for missing values under ``method="incremental"``."""
+    return (
+        f"Column(s) {cols} have missing values in the training rows, which "
+        "method='incremental' (dask-ml's IncrementalPCA) cannot handle. Fill them "
+        f"before training, exclude the columns ([data] exclude), or use {covariance}, "
+        "which imputes the mean."
+    )
 
 
 def _ascending(i: np.ndarray) -> bool:

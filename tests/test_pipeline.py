@@ -178,6 +178,35 @@ def test_pipeline_preprocessing_matches_sklearn_on_training_rows(client, clean_d
     np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-6)
 
 
+def test_incremental_method_in_a_run(client, clean_data, binary_data, tmp_path):
+    """[preprocess] method = "incremental" fits dask-ml's StandardScaler and
+    IncrementalPCA on the training rows; with missing values there, the
+    run stops before fitting with an error that names the columns."""
+    pre = {"pca": 3, "method": "incremental", "batch_size": 1000}
+    cfg = base_config(clean_data, str(tmp_path / "a"), preprocess=pre, model={"rounds": 5})
+    result = scaler.run(cfg, client=client)
+    raw = read_pandas(clean_data)
+    part, spec = split_of(raw, cfg)
+    x = raw.loc[part == TRAIN, list(spec.numeric)].to_numpy(dtype=np.float64)
+    ss = StandardScaler().fit(x)
+    pca = PCA(3).fit(ss.transform(x))
+    sp = result.model.preprocessor.scaler_pca
+    np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=1e-6)
+    np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=1e-6)
+    # incremental SVD keeps 3 directions per batch: close, not exact
+    np.testing.assert_allclose(
+        sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-2
+    )
+    signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
+    got = sp.components_ * signs[:, None]
+    np.testing.assert_allclose(got[:2], pca.components_[:2], atol=1e-3)
+    out = tmp_path / "b"
+    cfg = base_config(binary_data, str(out), preprocess=pre, model={"rounds": 5})
+    with pytest.raises(scaler.DataError, match=r"f\d\d.*missing values.*method = \"covariance\""):
+        scaler.run(cfg, client=client)
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_the_passes_over_the_data_read_floats_in_place(client, binary_data):
     """The frames the scan and the transform read keep float features in
     the Arrow buffers the Parquet reader decoded (no NumPy copy of them),

@@ -147,6 +147,12 @@ def test_incremental_method_uses_dask_ml_and_matches(client):
     )
     signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
     np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-5)
+    # missing values: dask-ml's scaler ignores them, its SVD does not; the
+    # error names the columns instead of "SVD did not converge"
+    x[::97, 3] = np.nan
+    ddf = dd.from_pandas(pd.DataFrame(x, columns=[f"c{i}" for i in range(8)]), npartitions=4)
+    with pytest.raises(DataError, match=r"\['c3'\] have missing values.*method='covariance'"):
+        ScalePCA(n_components=3, method="incremental", batch_size=500).fit(ddf)
 
 
 def test_state_round_trip_is_exact():
