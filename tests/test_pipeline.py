@@ -29,6 +29,22 @@ def split_of(df, cfg_dict):
     return assign_split(df[spec.columns], spec), spec
 
 
+def sklearn_reference(url, cfg_dict, n_components):
+    """scikit-learn's StandardScaler and PCA(n_components) fitted on the
+    training rows of the data at ``url``, as ``cfg_dict`` splits them."""
+    raw = read_pandas(url)
+    part, spec = split_of(raw, cfg_dict)
+    x = raw.loc[part == TRAIN, list(spec.numeric)].to_numpy(dtype=np.float64)
+    ss = StandardScaler().fit(x)
+    return ss, PCA(n_components).fit(ss.transform(x))
+
+
+def aligned(components, reference):
+    """``components`` with each row's sign flipped to match ``reference``."""
+    signs = np.sign(np.sum(components * reference, axis=1))
+    return components * signs[:, None]
+
+
 @pytest.fixture(scope="module")
 def binary_run(client, binary_data, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("binary_run"))
@@ -162,11 +178,7 @@ def test_trained_booster_predicts_with_every_core_it_may_use(binary_run):
 def test_pipeline_preprocessing_matches_sklearn_on_training_rows(client, clean_data, tmp_path):
     cfg = base_config(clean_data, str(tmp_path), preprocess={"pca": 0.9}, model={"rounds": 5})
     result = scaler.run(cfg, client=client)
-    raw = read_pandas(clean_data)
-    part, spec = split_of(raw, cfg)
-    x = raw.loc[part == TRAIN, list(spec.numeric)].to_numpy(dtype=np.float64)
-    ss = StandardScaler().fit(x)
-    pca = PCA(0.9).fit(ss.transform(x))
+    ss, pca = sklearn_reference(clean_data, cfg, 0.9)
     sp = result.model.preprocessor.scaler_pca
     np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=1e-6)
     np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=1e-6)
@@ -174,8 +186,7 @@ def test_pipeline_preprocessing_matches_sklearn_on_training_rows(client, clean_d
     np.testing.assert_allclose(
         sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-6
     )
-    signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
-    np.testing.assert_allclose(sp.components_ * signs[:, None], pca.components_, atol=1e-6)
+    np.testing.assert_allclose(aligned(sp.components_, pca.components_), pca.components_, atol=1e-6)
 
 
 def test_incremental_method_in_a_run(client, clean_data, binary_data, tmp_path):
@@ -185,11 +196,7 @@ def test_incremental_method_in_a_run(client, clean_data, binary_data, tmp_path):
     pre = {"pca": 3, "method": "incremental", "batch_size": 1000}
     cfg = base_config(clean_data, str(tmp_path / "a"), preprocess=pre, model={"rounds": 5})
     result = scaler.run(cfg, client=client)
-    raw = read_pandas(clean_data)
-    part, spec = split_of(raw, cfg)
-    x = raw.loc[part == TRAIN, list(spec.numeric)].to_numpy(dtype=np.float64)
-    ss = StandardScaler().fit(x)
-    pca = PCA(3).fit(ss.transform(x))
+    ss, pca = sklearn_reference(clean_data, cfg, 3)
     sp = result.model.preprocessor.scaler_pca
     np.testing.assert_allclose(sp.mean_, ss.mean_, rtol=1e-6)
     np.testing.assert_allclose(sp.scale_, ss.scale_, rtol=1e-6)
@@ -197,8 +204,7 @@ def test_incremental_method_in_a_run(client, clean_data, binary_data, tmp_path):
     np.testing.assert_allclose(
         sp.explained_variance_ratio_, pca.explained_variance_ratio_, rtol=1e-2
     )
-    signs = np.sign(np.sum(sp.components_ * pca.components_, axis=1))
-    got = sp.components_ * signs[:, None]
+    got = aligned(sp.components_, pca.components_)
     np.testing.assert_allclose(got[:2], pca.components_[:2], atol=1e-3)
     out = tmp_path / "b"
     cfg = base_config(binary_data, str(out), preprocess=pre, model={"rounds": 5})
