@@ -94,12 +94,27 @@ def probe(dask_worker=None):
         pa.default_memory_pool().backend_name,
         os.environ.get("NUMPY_MADVISE_HUGEPAGE"),
         os.environ.get("MIMALLOC_ALLOW_THP"),
+        os.environ.get("OMP_NUM_THREADS"),
     ]
 
 
+NAMES = ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP", "OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+
+
+def here():
+    import os
+
+    return [os.environ.get(k) for k in NAMES]
+
+
 if __name__ == "__main__":
-    with scaler.connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
-        print(json.dumps(list(client.run(probe).values())))
+    before = here()
+    with scaler.connect(config=ClusterConfig(n_workers=2, threads_per_worker=1)) as client:
+        workers = list(client.run(probe).values())
+        started = here()
+        client.restart()
+        restarted = list(client.run(probe).values())
+        print(json.dumps([before, started, here(), workers, restarted]))
 """
 
 
@@ -114,6 +129,7 @@ def test_workers_start_without_huge_pages_whatever_the_main_module_imports(tmp_p
     script = tmp_path / "main.py"
     script.write_text(_MAIN)
     names = ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP", "ARROW_DEFAULT_MEMORY_POOL")
+    names += ("OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
     env = {k: v for k, v in os.environ.items() if k not in names}
     env["DASK_LOGGING__DISTRIBUTED"] = "error"
     own = {"NUMPY_MADVISE_HUGEPAGE": "1", "MIMALLOC_ALLOW_THP": "1"}
@@ -130,15 +146,23 @@ def test_workers_start_without_huge_pages_whatever_the_main_module_imports(tmp_p
     }
     seen = {}
     for setting, p in procs.items():
-        out, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=180)
         assert p.returncode == 0, err[-2000:]
         seen[setting] = json.loads(out.strip().splitlines()[-1])
     pool = "jemalloc" if "jemalloc" in pa.supported_memory_backends() else None
     pool = pool or pa.default_memory_pool().backend_name
-    # scaler's defaults reach NumPy, Arrow and mimalloc in the worker ...
-    assert seen[None] == [[False, "0", pool, "0", "0"]]
+    # scaler's defaults reach NumPy, Arrow and mimalloc in the workers, Dask's
+    # OMP_NUM_THREADS too ...
+    before, started, after, workers, restarted = seen[None]
+    assert workers == restarted == [[False, "0", pool, "0", "0", "1"]] * 2
     # ... and so do the user's own choices
-    assert seen["1"] == [[True, "1", "system", "1", "1"]]
+    before1, started1, after1, workers1, restarted1 = seen["1"]
+    assert workers1 == restarted1 == [[True, "1", "system", "1", "1", "1"]] * 2
+    # The process that started the cluster keeps its own environment: none of
+    # the workers' settings leak into it (OpenMP loaded later would run on one
+    # core), neither at the start nor after the workers restart.
+    assert before == started == after == [None, None, None, None]
+    assert before1 == started1 == after1 == ["1", "1", None, None]
 
 
 def _imported(dask_worker=None):
