@@ -95,6 +95,7 @@ def probe(dask_worker=None):
         os.environ.get("NUMPY_MADVISE_HUGEPAGE"),
         os.environ.get("MIMALLOC_ALLOW_THP"),
         os.environ.get("OMP_NUM_THREADS"),
+        "profile" in dask_worker.periodic_callbacks,
     ]
 
 
@@ -152,12 +153,12 @@ def test_workers_start_without_huge_pages_whatever_the_main_module_imports(tmp_p
     pool = "jemalloc" if "jemalloc" in pa.supported_memory_backends() else None
     pool = pool or pa.default_memory_pool().backend_name
     # scaler's defaults reach NumPy, Arrow and mimalloc in the workers, Dask's
-    # OMP_NUM_THREADS too ...
+    # OMP_NUM_THREADS too, and Dask's profiler is off (no dashboard) ...
     before, started, after, workers, restarted = seen[None]
-    assert workers == restarted == [[False, "0", pool, "0", "0", "1"]] * 2
+    assert workers == restarted == [[False, "0", pool, "0", "0", "1", False]] * 2
     # ... and so do the user's own choices
     before1, started1, after1, workers1, restarted1 = seen["1"]
-    assert workers1 == restarted1 == [[True, "1", "system", "1", "1", "1"]] * 2
+    assert workers1 == restarted1 == [[True, "1", "system", "1", "1", "1", False]] * 2
     # The process that started the cluster keeps its own environment: none of
     # the workers' settings leak into it (OpenMP loaded later would run on one
     # core), neither at the start nor after the workers restart.
@@ -188,3 +189,19 @@ def test_new_workers_import_what_the_first_run_needs_in_the_background():
             time.sleep(0.2)
         assert states == {(True,) * len(WARM_MODULES)}
         assert "xgboost.dask" in WARM_MODULES
+
+
+def _profiling(dask_worker=None):
+    return "profile" in dask_worker.periodic_callbacks
+
+
+def test_dask_profiles_tasks_only_for_a_dashboard():
+    import warnings
+
+    with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
+        assert list(client.run(_profiling).values()) == [False]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no bokeh: scaler warns that the dashboard needs it
+        cfg = ClusterConfig(n_workers=1, threads_per_worker=1, dashboard=True)
+        with connect(config=cfg) as client:
+            assert list(client.run(_profiling).values()) == [True]
