@@ -116,59 +116,88 @@ def _nested(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _nanny_class() -> Any:
-    """A ``distributed.Nanny`` that leaves this process's environment as it
-    found it.
+    """A ``distributed.Nanny`` that gives its worker processes scaler's
+    settings and leaves this process's environment as it found it.
 
-    To start a worker process, Dask's nanny puts
-    ``distributed.nanny.pre-spawn-environ`` (its own ``OMP_NUM_THREADS=1``
-    and ``MALLOC_TRIM_THRESHOLD_``, and :func:`worker_env`) into the
-    environment of the process it runs in, the one that starts the cluster,
-    and leaves it there. OpenMP then reads ``OMP_NUM_THREADS=1`` wherever it
-    loads later in that process: after ``scaler.connect()`` in a notebook,
-    XGBoost imported afterwards predicted and trained on one core (2 cores:
-    predicting 400k rows took 0.19 s instead of 0.10 s). This nanny puts
-    the previous values back once no worker process is starting (the
-    nannies of a cluster start their workers concurrently; each worker's
-    process has its environment by then). Restarted workers get the same
-    settings."""
+    * Environment: Dask's nanny puts ``distributed.nanny.pre-spawn-environ``
+      (its ``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``,
+      ``OPENBLAS_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_``, a
+      ``PYTHONHASHSEED``) into the environment of the process it runs in,
+      the one that starts the cluster, spawns the worker process, and
+      leaves them there. OpenMP then reads ``OMP_NUM_THREADS=1`` wherever
+      it loads later in that process: after ``scaler.connect()`` in a
+      notebook, XGBoost imported afterwards predicted and trained on one
+      core (2 cores: predicting 400k rows took 0.19 s instead of 0.10 s).
+      This nanny adds ``spawn_env`` (:func:`worker_env`) to those, and puts
+      the previous values back as soon as no worker process is being
+      spawned (the nannies of a cluster start their workers concurrently).
+      Each worker process, restarted ones and those ``cluster.scale()``
+      adds too, gets them all before Python starts in it.
+    * Config: ``overrides`` (nested Dask config) are merged into the config
+      the nanny gives its worker process, at every (re)start.
+    """
     if _NANNY:
         return _NANNY[0]
+    import asyncio
     import threading
 
+    import dask
     from distributed import Nanny
 
-    lock = threading.Lock()
-    state: dict[str, Any] = {"starting": 0, "saved": {}}
+    lock = threading.Lock()  # clusters of one process may run on several loops
+    state: dict[str, Any] = {"spawning": 0, "saved": {}}
+
+    def enter(names: Any) -> None:
+        with lock:
+            for k in names:
+                state["saved"].setdefault(k, os.environ.get(k))
+            state["spawning"] += 1
+
+    def leave() -> None:
+        with lock:
+            state["spawning"] -= 1
+            if state["spawning"]:
+                return
+            for k, v in state["saved"].items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            state["saved"] = {}
 
     class _Nanny(Nanny):
-        def __init__(self, *args: Any, overrides: dict[str, Any] | None = None, **kw: Any):
+        def __init__(
+            self,
+            *args: Any,
+            spawn_env: dict[str, str] | None = None,
+            overrides: dict[str, Any] | None = None,
+            **kw: Any,
+        ) -> None:
             super().__init__(*args, **kw)
-            # Dask's config as the worker gets it, plus scaler's settings for
-            # its workers, merged at each (re)start: the nanny's copy of the
-            # config is shallow, so a setting made around the cluster's start
-            # would be gone by the time a worker restarts.
-            self._base_config, self._overrides = self.config, overrides or {}
+            self.pre_spawn_env = {**self.pre_spawn_env, **(spawn_env or {})}
+            # a copy of its own: the nanny's is a shallow merge that shares
+            # nested dicts with the global config
+            self.config = dask.config.merge(self.config, overrides or {})
+
+        def _spawned(self, before: Any) -> bool:
+            proc = getattr(self.process, "process", None)  # a new one per start
+            return proc is not None and proc is not before and proc.pid is not None
 
         async def instantiate(self) -> Any:
-            import dask
-
-            self.config = dask.config.merge(self._base_config, self._overrides)
-            with lock:
-                for k in self.pre_spawn_env:
-                    state["saved"].setdefault(k, os.environ.get(k))
-                state["starting"] += 1
+            before = getattr(self.process, "process", None)
+            enter(self.pre_spawn_env)
+            start = asyncio.ensure_future(super().instantiate())
             try:
-                return await super().instantiate()
+                # the worker process has its environment once it has a pid;
+                # instantiate itself waits until the worker has connected
+                while not start.done() and not self._spawned(before):
+                    await asyncio.wait({start}, timeout=0.01)
+            except BaseException:
+                start.cancel()
+                raise
             finally:
-                with lock:
-                    state["starting"] -= 1
-                    if not state["starting"]:
-                        for k, v in state.pop("saved").items():
-                            if v is None:
-                                os.environ.pop(k, None)
-                            else:
-                                os.environ[k] = v
-                        state["saved"] = {}
+                leave()
+            return await start
 
     _NANNY.append(_Nanny)
     return _Nanny
@@ -340,32 +369,26 @@ def connect(
         worker_dashboard_address="127.0.0.1:0",
         scheduler_kwargs={"dashboard": config.dashboard},
     )
-    pre_spawn: dict[str, Any] = {}
-    if config.processes:
-        kwargs["host"] = "127.0.0.1"
-        env = worker_env()
-        kwargs["env"] = env  # also for workers added later (cluster.scale)
-        # before each worker process starts (and when it restarts), so that
-        # NumPy, Arrow and mimalloc see them whatever the caller's main
-        # module imports
-        key = "distributed.nanny.pre-spawn-environ"
-        pre_spawn = {key: {**(dask.config.get(key, default=None) or {}), **env}}
     settings: dict[str, Any] = {}  # Dask config for the workers
     if not config.dashboard:
         # Dask's profiler samples the stack of every running task 100 times
-        # a second, taking the GIL from the tasks; its only reader is the
-        # dashboard. On 2 cores, the two passes over 2M rows on a new
+        # a second, taking the GIL from the tasks; the dashboard,
+        # Client.profile() and performance_report read it. On 2 cores, the two passes over 2M rows on a new
         # cluster took 0.88-0.99 s without it against 0.90-1.05 s, faster
         # in six of six alternating pairs (by 0.01 to 0.09 s); a plain
         # parallel read before them took 0.59-0.75 s against 0.70-0.82 s.
         settings["distributed.worker.profile.enabled"] = False
     if config.processes:
+        kwargs["host"] = "127.0.0.1"
         kwargs["worker_class"] = _nanny_class()
-        # the nannies give them to each worker they (re)start
+        # In each worker process (restarted or added later too) before Python
+        # starts there, so that NumPy, Arrow and mimalloc see them whatever
+        # the caller's main module imports; Dask's env would come too late.
+        kwargs["spawn_env"] = worker_env()
         kwargs["overrides"] = _nested(settings)
     # A Client that starts its own LocalCluster also stops it when closed
     # (also as a context manager), so no worker processes outlive it.
-    with dask.config.set({**pre_spawn, **settings}):
+    with dask.config.set(settings):  # threads-only workers read it here
         client = Client(**kwargs)
     client._scaler_owns_cluster = True  # type: ignore[attr-defined]
     if config.processes:  # new worker processes: import while the caller gets ready

@@ -99,7 +99,9 @@ def probe(dask_worker=None):
     ]
 
 
-NAMES = ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP", "OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+NAMES = ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP")  # and Dask's own:
+NAMES += ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+NAMES += ("MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED")
 
 
 def here():
@@ -115,7 +117,10 @@ if __name__ == "__main__":
         started = here()
         client.restart()
         restarted = list(client.run(probe).values())
-        print(json.dumps([before, started, here(), workers, restarted]))
+        client.cluster.scale(3)  # a worker added later
+        client.wait_for_workers(3)
+        grown = list(client.run(probe).values())
+        print(json.dumps([before, started, here(), workers, restarted + grown]))
 """
 
 
@@ -129,8 +134,9 @@ def test_workers_start_without_huge_pages_whatever_the_main_module_imports(tmp_p
 
     script = tmp_path / "main.py"
     script.write_text(_MAIN)
-    names = ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP", "ARROW_DEFAULT_MEMORY_POOL")
-    names += ("OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+    names = ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ALLOW_THP")
+    names += ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    names += ("MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED")
     env = {k: v for k, v in os.environ.items() if k not in names}
     env["DASK_LOGGING__DISTRIBUTED"] = "error"
     own = {"NUMPY_MADVISE_HUGEPAGE": "1", "MIMALLOC_ALLOW_THP": "1"}
@@ -152,18 +158,21 @@ def test_workers_start_without_huge_pages_whatever_the_main_module_imports(tmp_p
         seen[setting] = json.loads(out.strip().splitlines()[-1])
     pool = "jemalloc" if "jemalloc" in pa.supported_memory_backends() else None
     pool = pool or pa.default_memory_pool().backend_name
-    # scaler's defaults reach NumPy, Arrow and mimalloc in the workers, Dask's
-    # OMP_NUM_THREADS too, and Dask's profiler is off (no dashboard) ...
-    before, started, after, workers, restarted = seen[None]
-    assert workers == restarted == [[False, "0", pool, "0", "0", "1", False]] * 2
+    # scaler's defaults reach NumPy, Arrow and mimalloc in the workers, those
+    # restarted and one added later too, Dask's OMP_NUM_THREADS as well, and
+    # Dask's profiler is off (no dashboard) ...
+    before, started, after, workers, later = seen[None]
+    assert workers == [[False, "0", pool, "0", "0", "1", False]] * 2
+    assert later == workers[:1] * 5  # 2 restarted, then 3 after one is added
     # ... and so do the user's own choices
-    before1, started1, after1, workers1, restarted1 = seen["1"]
-    assert workers1 == restarted1 == [[True, "1", "system", "1", "1", "1", False]] * 2
+    before1, started1, after1, workers1, later1 = seen["1"]
+    assert workers1 == [[True, "1", "system", "1", "1", "1", False]] * 2
+    assert later1 == workers1[:1] * 5
     # The process that started the cluster keeps its own environment: none of
-    # the workers' settings leak into it (OpenMP loaded later would run on one
-    # core), neither at the start nor after the workers restart.
-    assert before == started == after == [None, None, None, None]
-    assert before1 == started1 == after1 == ["1", "1", None, None]
+    # the workers' settings, nor Dask's, leak into it (OpenMP loaded later
+    # would run on one core), neither at the start nor after restarts.
+    assert before == started == after == [None] * 7
+    assert before1 == started1 == after1 == ["1", "1"] + [None] * 5
 
 
 def _imported(dask_worker=None):
@@ -201,7 +210,7 @@ def test_dask_profiles_tasks_only_for_a_dashboard():
     with connect(config=ClusterConfig(n_workers=1, threads_per_worker=1)) as client:
         assert list(client.run(_profiling).values()) == [False]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no bokeh: scaler warns that the dashboard needs it
+        warnings.simplefilter("ignore")  # without bokeh, scaler warns that the dashboard needs it
         cfg = ClusterConfig(n_workers=1, threads_per_worker=1, dashboard=True)
         with connect(config=cfg) as client:
             assert list(client.run(_profiling).values()) == [True]
