@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import threading
 import warnings
 from typing import Any
 from urllib.parse import urlparse
@@ -60,10 +61,11 @@ WORKER_ENV = {
 
 def worker_env() -> dict[str, str]:
     """Environment variables for the worker processes :func:`connect` starts,
-    set before each process starts (Dask's
-    ``distributed.nanny.pre-spawn-environ``, where Dask puts its own
-    ``MALLOC_TRIM_THRESHOLD_`` and ``OMP_NUM_THREADS``). Each is left out
-    when the variable is already set: the workers inherit the user's choice.
+    set before each process starts, alongside Dask's own from
+    ``distributed.nanny.pre-spawn-environ`` (``OMP_NUM_THREADS``,
+    ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MALLOC_TRIM_THRESHOLD_``;
+    see :func:`_nanny_class`). Each is left out when the user has set the
+    variable: the workers inherit the user's choice.
 
     * ``ARROW_DEFAULT_MEMORY_POOL=jemalloc`` (where this pyarrow has it):
       Arrow's jemalloc pool gives freed memory back in a way that suits a
@@ -88,7 +90,7 @@ def worker_env() -> dict[str, str]:
     So they are in the environment while a worker process starts (see
     :func:`_nanny_class`), and only then.
     """
-    env = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
+    env = {k: v for k, v in WORKER_ENV.items() if _environ_as_found(k) is None}
     if "ARROW_DEFAULT_MEMORY_POOL" in env:
         try:
             import pyarrow as pa
@@ -101,6 +103,17 @@ def worker_env() -> dict[str, str]:
 
 
 _NANNY: list[Any] = []  # the class, made once (it subclasses distributed's Nanny)
+# Worker processes being spawned in this process, and the values their
+# settings replaced in its environment (see _nanny_class).
+_SPAWN: dict[str, Any] = {"lock": threading.Lock(), "spawning": 0, "saved": {}}
+
+
+def _environ_as_found(name: str) -> str | None:
+    """``os.environ.get(name)``, or its value before a nanny of this process
+    set it to spawn a worker."""
+    with _SPAWN["lock"]:
+        saved = _SPAWN["saved"]
+        return saved[name] if name in saved else os.environ.get(name)
 
 
 def _nested(settings: dict[str, Any]) -> dict[str, Any]:
@@ -133,28 +146,27 @@ def _nanny_class() -> Any:
       spawned (the nannies of a cluster start their workers concurrently).
       Each worker process, restarted ones and those ``cluster.scale()``
       adds too, gets them all before Python starts in it.
-    * Config: ``overrides`` (nested Dask config) are merged into the config
-      the nanny gives its worker process, at every (re)start.
+    * Config: ``overrides`` (nested Dask config) are merged once, when the
+      nanny is made, into a deep copy of the config it gives its worker
+      process at every (re)start.
     """
     if _NANNY:
         return _NANNY[0]
     import asyncio
-    import threading
 
     import dask
     from distributed import Nanny
 
-    lock = threading.Lock()  # clusters of one process may run on several loops
-    state: dict[str, Any] = {"spawning": 0, "saved": {}}
+    state = _SPAWN  # its lock: clusters of one process may run on several loops
 
     def enter(names: Any) -> None:
-        with lock:
+        with state["lock"]:
             for k in names:
                 state["saved"].setdefault(k, os.environ.get(k))
             state["spawning"] += 1
 
     def leave() -> None:
-        with lock:
+        with state["lock"]:
             state["spawning"] -= 1
             if state["spawning"]:
                 return
@@ -194,6 +206,8 @@ def _nanny_class() -> Any:
                     await asyncio.wait({start}, timeout=0.01)
             except BaseException:
                 start.cancel()
+                # retrieved here: no "exception was never retrieved" later
+                start.add_done_callback(lambda t: t.cancelled() or t.exception())
                 raise
             finally:
                 leave()
@@ -373,10 +387,11 @@ def connect(
     if not config.dashboard:
         # Dask's profiler samples the stack of every running task 100 times
         # a second, taking the GIL from the tasks; the dashboard,
-        # Client.profile() and performance_report read it. On 2 cores, the two passes over 2M rows on a new
-        # cluster took 0.88-0.99 s without it against 0.90-1.05 s, faster
-        # in six of six alternating pairs (by 0.01 to 0.09 s); a plain
-        # parallel read before them took 0.59-0.75 s against 0.70-0.82 s.
+        # Client.profile() and performance_report read it. On 2 cores, the
+        # two passes over 2M rows on a new cluster took 0.88-0.99 s without
+        # it against 0.90-1.05 s, faster in six of six alternating pairs (by
+        # 0.01 to 0.09 s); a plain parallel read before them took 0.59-0.75 s
+        # against 0.70-0.82 s.
         settings["distributed.worker.profile.enabled"] = False
     if config.processes:
         kwargs["host"] = "127.0.0.1"
@@ -388,7 +403,9 @@ def connect(
         kwargs["overrides"] = _nested(settings)
     # A Client that starts its own LocalCluster also stops it when closed
     # (also as a context manager), so no worker processes outlive it.
-    with dask.config.set(settings):  # threads-only workers read it here
+    # Threads-only workers read the settings when made: these, not those a
+    # later cluster.scale() adds (which profile again).
+    with dask.config.set(settings):
         client = Client(**kwargs)
     client._scaler_owns_cluster = True  # type: ignore[attr-defined]
     if config.processes:  # new worker processes: import while the caller gets ready

@@ -63,6 +63,12 @@ def test_worker_env_leaves_the_users_choice(monkeypatch):
     monkeypatch.setenv("MIMALLOC_ALLOW_THP", "1")
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
     assert worker_env() == {}
+    # While a nanny of this process spawns a worker, the environment holds
+    # the workers' settings; what the user set is what they replaced.
+    from scaler import cluster
+
+    monkeypatch.setitem(cluster._SPAWN, "saved", {k: None for k in names})
+    assert worker_env() == want
 
 
 # A main module that imports NumPy and pyarrow before it starts the cluster, as
