@@ -87,6 +87,10 @@ class DataConfig:
     cache_dir : str
         Folder of that cache; empty: ``$SCALER_CACHE_DIR``, else
         ``~/.cache/scaler``. Must be a local path valid on the workers.
+    cache_keep_days : int
+        Each version of the input files is cached in a folder of its own;
+        after a run's scan, the workers remove the folders of other
+        versions that no run has used for this many days (0: keep all).
     """
 
     url: str = ""
@@ -98,6 +102,7 @@ class DataConfig:
     key: str | None = None
     cache: str = "none"
     cache_dir: str = ""
+    cache_keep_days: int = 30
 
 
 @dataclass
@@ -363,6 +368,10 @@ class RunConfig:
             raise bad("preprocess.batch_size", "an int >= 1", p.batch_size)
         if d.cache not in ("none", "local"):
             raise bad("data.cache", "'none' or 'local'", d.cache)
+        if d.cache_keep_days < 0:
+            raise bad(
+                "data.cache_keep_days", "an int >= 0 (0 keeps every folder)", d.cache_keep_days
+            )
         if p.max_categories < 1:
             raise bad("preprocess.max_categories", "an int >= 1", p.max_categories)
         if m.kind not in ("xgboost", "random_forest"):

@@ -1202,6 +1202,10 @@ def _prepare_features(
                     for i in range(0, len(futs), 8)
                 ]
             scan: Scan = futs[0].result()
+        folder = read_info.get("cache_folder")  # [data] cache = "local"
+        if folder and cfg.data.cache_keep_days:
+            with contextlib.suppress(Exception):  # housekeeping: never fails a run
+                cl.run(storage.prune_cache, folder, cfg.data.cache_keep_days)
         counts = {
             "rows_read": int(scan.rows),
             "missing_target_dropped": int(scan.missing_target),

@@ -46,17 +46,22 @@ with the column projection and filters pushed down. With ``cache="local"``
 remote files are read through fsspec's ``simplecache`` into a local folder
 keyed by a fingerprint of the input files (path, size, ETag or mtime): a
 second read of unchanged files makes no data requests, and a changed file
-gets a fresh cache entry instead of a stale one.
+gets a fresh cache entry instead of a stale one. A run's workers then
+remove the folders of other versions that nothing has used for
+``[data] cache_keep_days`` days (:func:`prune_cache`), so that data that
+changes every day does not fill the disk with copies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import math
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -381,8 +386,56 @@ def _cached(
         inner = route_options(url, storage_options)
     else:
         inner = {protos[-1]: dict(storage_options)} if storage_options else {}
-    folder = os.path.join(cache_dir(base), "data", fp[:32])
+    folder = cache_folder(fp, base)
+    with contextlib.suppress(OSError):  # in use from now (where it is on this machine)
+        os.utime(folder)
     return "simplecache::" + url, {**inner, "simplecache": {"cache_storage": folder}}
+
+
+def cache_folder(fp: str, base: str | None = None) -> str:
+    """The folder that caches the version of the input files whose
+    :func:`fingerprint_files` is ``fp``."""
+    return os.path.join(cache_dir(base), "data", fp[:32])
+
+
+_CACHE_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def prune_cache(
+    keep: str, days: float, dask_worker: Any = None, *, now: float | None = None
+) -> list[str]:
+    """Mark the cache folder ``keep`` (:func:`cache_folder`) as used now and
+    remove its siblings, the folders of other versions of input files, that
+    nothing has used for ``days`` days (by their modification time; a read
+    through the cache and :func:`_cached` update it). Only folders named as
+    scaler names them are touched; errors are ignored (another process may
+    prune the same folder). Returns the folders removed. ``dask_worker``
+    lets ``Client.run`` call it on every worker, where the cache is."""
+    import shutil
+    import time
+
+    with contextlib.suppress(OSError):
+        os.utime(keep)
+    parent = os.path.dirname(keep)
+    limit = (time.time() if now is None else now) - days * 86400.0
+    removed: list[str] = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(parent, name)
+        if path == keep or not _CACHE_NAME.fullmatch(name):
+            continue
+        try:
+            if not os.path.isdir(path) or os.path.getmtime(path) >= limit:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            removed.append(path)
+    return removed
 
 
 def _open_small(fs: Any, path: str) -> Any:
@@ -564,8 +617,11 @@ def read_dataset(
     so: dict[str, Any] | None = route_options(url, storage_options) or None
     src = url
     if cache == "local":
-        src, so = _cached(url, storage_options, fingerprint_files(details), cache_dir)
+        fp = fingerprint_files(details)
+        src, so = _cached(url, storage_options, fp, cache_dir)
         so = so or None
+        if info is not None and src.startswith("simplecache::"):
+            info["cache_folder"] = cache_folder(fp, cache_dir)
     fs = get_fs(src, so)[0]
     hive = any(partition_values(d["rel"]) for d in details)
     grouping: dict[str, Any] = {}

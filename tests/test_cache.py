@@ -60,6 +60,18 @@ def test_local_cache_second_run_makes_no_data_requests(s3, client, tmp_path, cap
     again = scaler.run(cfg, client=client)
     assert s3.recorder.data_requests("scaler-data", prefix)
     assert again.counts["rows_read"] == first.counts["rows_read"]
+    # one folder per version of the files; a run removes those of other
+    # versions that nothing used for [data] cache_keep_days (30) days
+    folders = tmp_path / "cache" / "data"
+    assert len(os.listdir(folders)) == 2
+    month = 40 * 86400
+    for f in os.listdir(folders):
+        st = os.stat(folders / f)
+        os.utime(folders / f, (st.st_atime - month, st.st_mtime - month))
+    s3.recorder.reset()
+    scaler.run(cfg, client=client)
+    assert len(os.listdir(folders)) == 1  # the version in use stays, and is complete
+    assert s3.recorder.data_requests("scaler-data", prefix) == []
 
 
 @pytest.mark.slow

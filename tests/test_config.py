@@ -69,6 +69,8 @@ def test_unknown_section():
         ("model", "params", {"objective": "reg:squarederror"}, "objective"),
         ("model", "train_eval_rows", -1, "train_eval_rows"),
         ("model", "train_eval_rows", 0.1, "expected an int"),
+        ("data", "cache_keep_days", -1, "cache_keep_days"),
+        ("data", "cache_keep_days", "30d", "expected an int"),
     ],
 )
 def test_bad_values(section, key, value, match):

@@ -186,3 +186,27 @@ def test_arrow_floats_options_stay_put_across_partitions():
         plain = {"types_mapper": storage._arrow_float}
         for _ in range(1500):
             ArrowDatasetEngine._arrow_table_to_pandas(table, None, arrow_to_pandas=plain)
+
+
+def test_prune_cache_removes_only_other_versions_unused_for_the_given_days(tmp_path):
+    import os
+    import time
+
+    data = tmp_path / "data"
+    now = time.time()
+    day = 86400.0
+    ages = {"a" * 32: 40, "b" * 32: 31, "c" * 32: 29, "d" * 32: 50}  # days unused
+    for name, age in ages.items():
+        (data / name).mkdir(parents=True)
+        (data / name / "cached-file").write_bytes(b"x")
+        os.utime(data / name, (now - age * day, now - age * day))
+    (data / "mine").mkdir()  # not a folder scaler makes
+    os.utime(data / "mine", (now - 99 * day, now - 99 * day))
+    (data / ("e" * 32)).write_bytes(b"a file, not a folder")
+    os.utime(data / ("e" * 32), (now - 99 * day, now - 99 * day))
+    keep = str(data / ("d" * 32))  # the version in use: old, but kept and marked used
+    removed = storage.prune_cache(keep, 30, now=now)
+    assert sorted(os.path.basename(p) for p in removed) == ["a" * 32, "b" * 32]
+    assert sorted(os.listdir(data)) == sorted(["c" * 32, "d" * 32, "e" * 32, "mine"])
+    assert os.path.getmtime(keep) >= now - 1  # touched: in use from now
+    assert storage.prune_cache(str(tmp_path / "none" / ("f" * 32)), 30) == []  # no cache yet
