@@ -89,8 +89,9 @@ class DataConfig:
         ``~/.cache/scaler``. Must be a local path valid on the workers.
     cache_keep_days : int
         Each version of the input files is cached in a folder of its own;
-        after a run's scan, the workers remove the folders of other
-        versions that no run has used for this many days (0: keep all).
+        as a run starts, the folders of other versions that no run has
+        started with for this many days are removed (0: keep all; see
+        :func:`scaler.storage.prune_cache`).
     """
 
     url: str = ""

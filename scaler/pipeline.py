@@ -1182,6 +1182,9 @@ def _prepare_features(
         passes.enter_context(_heap_kept(cl))  # both passes reuse freed buffers
         # ---- pass 1: every statistic at once (raw columns kept in memory when small)
         read_info = read_info or {}
+        folder = read_info.get("cache_folder")  # [data] cache = "local"
+        if folder and cfg.data.cache_keep_days:
+            _prune_cache(cl, folder, cfg.data.cache_keep_days)
         with timer.stage("scan", "reading data and computing statistics"):
             # the read as the cluster will run it is part of the stage's time
             df, layout = _grouped(cfg, read_info.get("file_bytes"), cl)
@@ -1202,10 +1205,6 @@ def _prepare_features(
                     for i in range(0, len(futs), 8)
                 ]
             scan: Scan = futs[0].result()
-        folder = read_info.get("cache_folder")  # [data] cache = "local"
-        if folder and cfg.data.cache_keep_days:
-            with contextlib.suppress(Exception):  # housekeeping: never fails a run
-                cl.run(storage.prune_cache, folder, cfg.data.cache_keep_days)
         counts = {
             "rows_read": int(scan.rows),
             "missing_target_dropped": int(scan.missing_target),
@@ -1328,6 +1327,26 @@ def _prepare_features(
         _futures=futs,
         _cut_samples=(samples, cfg.model.bin_sample_rows) if samples else None,
     )
+
+
+def _prune_cache(cl: Any, folder: str, days: int) -> None:
+    """Mark the local-cache folder of this version of the input files as
+    used, and remove, in the background, those of other versions that
+    nothing has used for ``days`` days (:func:`scaler.storage.prune_cache`):
+    in this process (footers are read through the cache here) and on one
+    worker of each host (where the data are read through it).
+    Housekeeping: it never fails a run."""
+    with contextlib.suppress(Exception):
+        storage.prune_cache(folder, days, background=True)
+    with contextlib.suppress(Exception):
+        try:
+            info = cl.scheduler_info(n_workers=-1)["workers"]
+        except TypeError:  # older distributed: no n_workers argument
+            info = cl.scheduler_info()["workers"]
+        hosts: dict[str, str] = {}
+        for addr, w in info.items():
+            hosts.setdefault(str(w.get("host", addr)), addr)
+        cl.run(storage.prune_cache, folder, days, background=True, workers=list(hosts.values()))
 
 
 @contextlib.contextmanager

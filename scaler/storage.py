@@ -46,10 +46,10 @@ with the column projection and filters pushed down. With ``cache="local"``
 remote files are read through fsspec's ``simplecache`` into a local folder
 keyed by a fingerprint of the input files (path, size, ETag or mtime): a
 second read of unchanged files makes no data requests, and a changed file
-gets a fresh cache entry instead of a stale one. A run's workers then
-remove the folders of other versions that nothing has used for
-``[data] cache_keep_days`` days (:func:`prune_cache`), so that data that
-changes every day does not fill the disk with copies.
+gets a fresh cache entry instead of a stale one. As a run starts, the
+folders of other versions that no run has started with for
+``[data] cache_keep_days`` days are removed (:func:`prune_cache`), so
+that data that changes every day does not fill the disk with copies.
 """
 
 from __future__ import annotations
@@ -398,26 +398,61 @@ def cache_folder(fp: str, base: str | None = None) -> str:
     return os.path.join(cache_dir(base), "data", fp[:32])
 
 
-_CACHE_NAME = re.compile(r"[0-9a-f]{32}")
+_CACHE_NAME = re.compile(r"[0-9a-f]{32}")  # a folder, as cache_folder names it
+_CACHED_FILE = re.compile(r"[0-9a-f]{64}")  # a file in it, as fsspec's simplecache names it
+
+
+def _only_cached_files(path: str) -> bool:
+    """True when ``path`` holds nothing but files named as simplecache
+    names them: a folder of scaler's cache, not something else that
+    happens to have such a name."""
+    try:
+        with os.scandir(path) as entries:
+            return all(
+                e.is_file(follow_symlinks=False) and _CACHED_FILE.fullmatch(e.name) for e in entries
+            )
+    except OSError:
+        return False
 
 
 def prune_cache(
-    keep: str, days: float, dask_worker: Any = None, *, now: float | None = None
+    keep: str,
+    days: float,
+    dask_worker: Any = None,
+    *,
+    now: float | None = None,
+    background: bool = False,
 ) -> list[str]:
     """Mark the cache folder ``keep`` (:func:`cache_folder`) as used now and
     remove its siblings, the folders of other versions of input files, that
-    nothing has used for ``days`` days (by their modification time; a read
-    through the cache and :func:`_cached` update it). Only folders named as
-    scaler names them are touched; errors are ignored (another process may
-    prune the same folder). Returns the folders removed. ``dask_worker``
-    lets ``Client.run`` call it on every worker, where the cache is."""
-    import shutil
+    nothing has used for ``days`` days: by their modification time, which
+    a run sets when it starts (here and on its workers) and simplecache
+    when it adds a file. With several settings for one cache folder, the
+    shortest wins. A folder is removed only if it holds nothing but
+    simplecache's files; it is renamed first, so that a run starting on it
+    meanwhile finds no half-removed folder. Errors are ignored (another
+    process may prune the same folder). Returns the folders removed; with
+    ``background``, returns at once and removes them in a thread of this
+    process. ``dask_worker`` lets ``Client.run`` call it on a worker, where
+    its cache is."""
+    import threading
     import time
 
     with contextlib.suppress(OSError):
         os.utime(keep)
-    parent = os.path.dirname(keep)
     limit = (time.time() if now is None else now) - days * 86400.0
+    if background:
+        threading.Thread(
+            target=_prune, args=(keep, limit), name="scaler-prune-cache", daemon=True
+        ).start()
+        return []
+    return _prune(keep, limit)
+
+
+def _prune(keep: str, limit: float) -> list[str]:
+    import shutil
+
+    parent = os.path.dirname(keep)
     removed: list[str] = []
     try:
         names = os.listdir(parent)
@@ -430,11 +465,14 @@ def prune_cache(
         try:
             if not os.path.isdir(path) or os.path.getmtime(path) >= limit:
                 continue
+            if not _only_cached_files(path):
+                continue
+            doomed = f"{path}.pruning-{uuid.uuid4().hex[:8]}"
+            os.rename(path, doomed)  # atomic: one of several pruners gets it
         except OSError:
             continue
-        shutil.rmtree(path, ignore_errors=True)
-        if not os.path.exists(path):
-            removed.append(path)
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(path)
     return removed
 
 

@@ -4,6 +4,7 @@ the feature cache (``[preprocess] feature_cache = true``)."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pandas as pd
@@ -70,6 +71,9 @@ def test_local_cache_second_run_makes_no_data_requests(s3, client, tmp_path, cap
         os.utime(folders / f, (st.st_atime - month, st.st_mtime - month))
     s3.recorder.reset()
     scaler.run(cfg, client=client)
+    deadline = time.monotonic() + 10  # removed in the background
+    while len(os.listdir(folders)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(os.listdir(folders)) == 1  # the version in use stays, and is complete
     assert s3.recorder.data_requests("scaler-data", prefix) == []
 

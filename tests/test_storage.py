@@ -195,18 +195,32 @@ def test_prune_cache_removes_only_other_versions_unused_for_the_given_days(tmp_p
     data = tmp_path / "data"
     now = time.time()
     day = 86400.0
-    ages = {"a" * 32: 40, "b" * 32: 31, "c" * 32: 29, "d" * 32: 50}  # days unused
-    for name, age in ages.items():
+    cached = "0123456789abcdef" * 4  # a file as simplecache names it
+
+    def folder(name, age, files=(cached,)):
         (data / name).mkdir(parents=True)
-        (data / name / "cached-file").write_bytes(b"x")
+        for f in files:
+            (data / name / f).write_bytes(b"x")
         os.utime(data / name, (now - age * day, now - age * day))
-    (data / "mine").mkdir()  # not a folder scaler makes
-    os.utime(data / "mine", (now - 99 * day, now - 99 * day))
+
+    folder("a" * 32, 40)
+    folder("b" * 32, 31, files=())  # empty: a download that never happened
+    folder("c" * 32, 29)  # used within the 30 days
+    folder("d" * 32, 50)  # the version in use
+    folder("f" * 32, 99, files=("notes.txt",))  # a 32-hex name, but not scaler's
+    folder("mine", 99)  # not a name scaler gives
     (data / ("e" * 32)).write_bytes(b"a file, not a folder")
-    os.utime(data / ("e" * 32), (now - 99 * day, now - 99 * day))
-    keep = str(data / ("d" * 32))  # the version in use: old, but kept and marked used
+    keep = str(data / ("d" * 32))
     removed = storage.prune_cache(keep, 30, now=now)
     assert sorted(os.path.basename(p) for p in removed) == ["a" * 32, "b" * 32]
-    assert sorted(os.listdir(data)) == sorted(["c" * 32, "d" * 32, "e" * 32, "mine"])
-    assert os.path.getmtime(keep) >= now - 1  # touched: in use from now
-    assert storage.prune_cache(str(tmp_path / "none" / ("f" * 32)), 30) == []  # no cache yet
+    assert sorted(os.listdir(data)) == sorted(["c" * 32, "d" * 32, "e" * 32, "f" * 32, "mine"])
+    assert os.path.getmtime(keep) >= now - 1  # marked as used from now
+    # in the background: returns at once, the folder goes soon after
+    folder("9" * 32, 45)
+    assert storage.prune_cache(keep, 30, background=True) == []
+    deadline = time.monotonic() + 10
+    while ("9" * 32) in os.listdir(data) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ("9" * 32) not in os.listdir(data)
+    assert not [n for n in os.listdir(data) if ".pruning-" in n]
+    assert storage.prune_cache(str(tmp_path / "none" / ("1" * 32)), 30) == []  # no cache yet
