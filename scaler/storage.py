@@ -400,6 +400,7 @@ def cache_folder(fp: str, base: str | None = None) -> str:
 
 _CACHE_NAME = re.compile(r"[0-9a-f]{32}")  # a folder, as cache_folder names it
 _CACHED_FILE = re.compile(r"[0-9a-f]{64}")  # a file in it, as fsspec's simplecache names it
+_DOOMED = re.compile(r"[0-9a-f]{32}\.pruning-[0-9a-f]{8}")  # renamed to be removed
 
 
 def _only_cached_files(path: str) -> bool:
@@ -460,6 +461,9 @@ def _prune(keep: str, limit: float) -> list[str]:
         return removed
     for name in names:
         path = os.path.join(parent, name)
+        if _DOOMED.fullmatch(name):  # left by a process that ended while removing it
+            shutil.rmtree(path, ignore_errors=True)
+            continue
         if path == keep or not _CACHE_NAME.fullmatch(name):
             continue
         try:

@@ -210,6 +210,7 @@ def test_prune_cache_removes_only_other_versions_unused_for_the_given_days(tmp_p
     folder("f" * 32, 99, files=("notes.txt",))  # a 32-hex name, but not scaler's
     folder("mine", 99)  # not a name scaler gives
     (data / ("e" * 32)).write_bytes(b"a file, not a folder")
+    folder("7" * 32 + ".pruning-0123abcd", 0)  # renamed by a process that ended mid-removal
     keep = str(data / ("d" * 32))
     removed = storage.prune_cache(keep, 30, now=now)
     assert sorted(os.path.basename(p) for p in removed) == ["a" * 32, "b" * 32]
