@@ -249,11 +249,15 @@ def warm_up(modules: tuple[str, ...] = WARM_MODULES, dask_worker: Any = None) ->
 
 def workers(client: Any) -> list[dict[str, Any]]:
     """The scheduler's record of each of ``client``'s workers (all of them)."""
+    return list(workers_by_address(client).values())
+
+
+def workers_by_address(client: Any) -> dict[str, dict[str, Any]]:
+    """:func:`workers`, keyed by each worker's address."""
     try:
-        info = client.scheduler_info(n_workers=-1)["workers"]
+        return dict(client.scheduler_info(n_workers=-1)["workers"])
     except TypeError:  # older distributed: no n_workers argument
-        info = client.scheduler_info()["workers"]
-    return list(info.values())
+        return dict(client.scheduler_info()["workers"])
 
 
 def describe(client: Any) -> str:

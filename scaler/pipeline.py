@@ -23,7 +23,7 @@ import pandas as pd
 from scaler import storage
 from scaler.bundle import load_bundle, save_bundle
 from scaler.checkpoint import clear_checkpoints, fingerprint, read_checkpoint
-from scaler.cluster import close, connect, current_client
+from scaler.cluster import close, connect, current_client, workers_by_address
 from scaler.cluster import workers as _workers
 from scaler.config import RunConfig, load_config, redact
 from scaler.errors import ConfigError, DataError
@@ -1339,12 +1339,8 @@ def _prune_cache(cl: Any, folder: str, days: int) -> None:
     with contextlib.suppress(Exception):
         storage.prune_cache(folder, days, background=True)
     with contextlib.suppress(Exception):
-        try:
-            info = cl.scheduler_info(n_workers=-1)["workers"]
-        except TypeError:  # older distributed: no n_workers argument
-            info = cl.scheduler_info()["workers"]
         hosts: dict[str, str] = {}
-        for addr, w in info.items():
+        for addr, w in workers_by_address(cl).items():
             hosts.setdefault(str(w.get("host", addr)), addr)
         cl.run(storage.prune_cache, folder, days, background=True, workers=list(hosts.values()))
 
