@@ -669,6 +669,12 @@ def read_dataset(
     grouping: dict[str, Any] = {}
     if group_bytes and not hive and len(details) > 1:
         grouping = grouping_options(group_bytes)
+    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+        # Arrow's pre-buffering coalesces a file's column chunks into a few
+        # large reads, which pays on object stores; from a local disk it
+        # only copies the file into fresh buffers first (2M rows: 70 MiB
+        # more memory touched, reads 5 to 8 % slower).
+        grouping["read"] = {"pre_buffer": False}
     if check:
         metas = check_files(fs, details)
         if info is not None:
