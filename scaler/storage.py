@@ -69,6 +69,8 @@ from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.cached import SimpleCacheFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from scaler.config import redact
 from scaler.errors import (
@@ -112,6 +114,9 @@ WRITING = "_WRITING"
 OUTPUT_FORMAT = "scaler-output"
 CACHE_MODES = ("none", "local")
 _FOOTER_BLOCK = 1 << 16
+# Filesystems whose files read_dataset reads from local disk (simplecache holds
+# whole files there).
+_LOCAL_READS = (LocalFileSystem, SimpleCacheFileSystem)
 # What dask.dataframe.read_parquet reads in a folder; other files are ignored.
 PARQUET_EXTENSIONS = (".parq", ".parquet", ".pq")
 # Files smaller than this (uncompressed, as their footers say) may be read
@@ -669,11 +674,12 @@ def read_dataset(
     grouping: dict[str, Any] = {}
     if group_bytes and not hive and len(details) > 1:
         grouping = grouping_options(group_bytes)
-    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+    if isinstance(fs, _LOCAL_READS):
         # Arrow's pre-buffering coalesces a file's column chunks into a few
-        # large reads, which pays on object stores; from a local disk it
-        # only copies the file into fresh buffers first (2M rows: 70 MiB
-        # more memory touched, reads 5 to 8 % slower).
+        # large reads, which pays on object stores; from a local disk (or
+        # the local cache, which holds whole files) it only copies the file
+        # into fresh buffers first: on 2M rows, 70 MiB more memory touched
+        # and the scan 0.06 s slower.
         grouping["read"] = {"pre_buffer": False}
     if check:
         metas = check_files(fs, details)
