@@ -585,6 +585,16 @@ def grouping_options(group_bytes: int) -> dict[str, Any]:
     return {"split_row_groups": "adaptive", "blocksize": group_bytes, "aggregate_files": True}
 
 
+def read_options(fs: Any) -> dict[str, Any]:
+    """The ``dd.read_parquet`` options :func:`read_dataset` adds for files
+    on the filesystem ``fs``. Arrow's pre-buffering coalesces a file's
+    column chunks into a few large reads, which pays on object stores;
+    from a local disk (or the local cache, which holds whole files) it only
+    copies each file into new buffers before decoding it, so it is off
+    there."""
+    return {"read": {"pre_buffer": False}} if isinstance(fs, _LOCAL_READS) else {}
+
+
 def _arrow_float(t: Any) -> Any:
     """pyarrow ``types_mapper``: float32 and float64 columns stay Arrow-backed."""
     import pandas as pd
@@ -674,13 +684,7 @@ def read_dataset(
     grouping: dict[str, Any] = {}
     if group_bytes and not hive and len(details) > 1:
         grouping = grouping_options(group_bytes)
-    if isinstance(fs, _LOCAL_READS):
-        # Arrow's pre-buffering coalesces a file's column chunks into a few
-        # large reads, which pays on object stores; from a local disk (or
-        # the local cache, which holds whole files) it only copies the file
-        # into fresh buffers first: on 2M rows, 70 MiB more memory touched
-        # and the scan 0.06 s slower.
-        grouping["read"] = {"pre_buffer": False}
+    grouping.update(read_options(fs))
     if check:
         metas = check_files(fs, details)
         if info is not None:

@@ -225,3 +225,31 @@ def test_prune_cache_removes_only_other_versions_unused_for_the_given_days(tmp_p
     assert ("9" * 32) not in os.listdir(data)
     assert not [n for n in os.listdir(data) if ".pruning-" in n]
     assert storage.prune_cache(str(tmp_path / "none" / ("1" * 32)), 30) == []  # no cache yet
+
+
+def _read_kwargs(df):
+    return df.expr.operand("kwargs").get("read", {})
+
+
+def test_local_files_are_read_without_pre_buffering_and_remote_ones_with_it(tmp_path, s3, client):
+    # Arrow's pre-buffering pays on object stores; a local file (or a whole
+    # file in the local cache) it only copies into new buffers first.
+    url = _numbered_files(tmp_path / "d", 4, 1000)
+    want = pd.concat([pd.read_parquet(f) for f in sorted((tmp_path / "d").iterdir())])
+    want = want.reset_index(drop=True)
+    so = s3.storage_options
+    remote_url = f"s3://scaler-data/prebuffer-{uuid.uuid4().hex[:8]}"
+    for i, f in enumerate(sorted((tmp_path / "d").iterdir())):
+        storage.write_bytes(f"{remote_url}/part-{i}.parquet", f.read_bytes(), so)
+    local = storage.read_dataset(url)
+    remote = storage.read_dataset(remote_url, storage_options=so)
+    cached = storage.read_dataset(
+        remote_url, storage_options=so, cache="local", cache_dir=str(tmp_path / "cache")
+    )
+    assert _read_kwargs(local) == {"pre_buffer": False}
+    assert "pre_buffer" not in _read_kwargs(remote)  # Arrow's default
+    assert _read_kwargs(cached) == {"pre_buffer": False}
+    with client.as_current():
+        for df in (local, remote, cached):
+            pd.testing.assert_frame_equal(df.compute().reset_index(drop=True), want)
+    assert len([f for f in (tmp_path / "cache").rglob("*") if f.is_file()]) >= 4  # read cached
