@@ -51,7 +51,8 @@ from benchmarks.monitor import run_monitored
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 GiB = 2**30
-# The plain reads with scaler's grouping of small files, on scaler's cluster.
+# The plain reads with scaler's read options (grouping of small files, no
+# pre-buffering), on scaler's cluster.
 GROUPED_READS = ("plain_read_grouped_before", "plain_read_grouped_after")
 
 
@@ -513,11 +514,15 @@ def markdown(res: dict[str, Any], meta: dict[str, Any]) -> str:
     if c.get("read_grouping"):
         g = ", ".join(_f(x) for x in c.get("plain_read_grouped_runs_s") or [])
         gd = ", ".join(_f(x) for x in c.get("plain_read_default_cluster_grouped_runs_s") or [])
-        grouped = (
-            f"; with scaler's grouping of the files into partitions (blocksize"
-            f" {c['read_grouping'].get('blocksize', 0) / 2**20:.0f} MiB, aggregate_files),"
-            f" {g or '—'} and {gd or '—'} s"
-        )
+        opts = []
+        if c["read_grouping"].get("blocksize"):
+            opts.append(
+                "its grouping of the files into partitions (blocksize"
+                f" {c['read_grouping']['blocksize'] / 2**20:.0f} MiB, aggregate_files)"
+            )
+        if c["read_grouping"].get("read", {}).get("pre_buffer") is False:
+            opts.append("no pre-buffering")
+        grouped = f"; read as scaler reads ({', '.join(opts)}), {g or '—'} and {gd or '—'} s"
     L.append(
         f"| plain parallel read (the reference) | | {_f(pr)} | | fastest of {runs} s on scaler's"
         f" cluster (before / after the run) and {default or '—'} s on a LocalCluster with Dask's"

@@ -198,14 +198,19 @@ def plain_read(client: Any, url: str, read_kw: dict[str, Any] | None = None) -> 
 
 def scaler_grouping(client: Any, url: str) -> dict[str, Any]:
     """The ``dd.read_parquet`` options with which scaler reads ``url`` on
-    ``client``'s cluster when it groups small files into partitions
-    (:func:`scaler.storage.group_bytes`); empty when it does not (or this
-    version of scaler never does). Taken from scaler itself, so that the
-    reference reads follow its rule."""
+    ``client``'s cluster, beyond Dask's defaults: its grouping of small
+    files into partitions (:func:`scaler.storage.group_bytes`) and its
+    reader options (:func:`scaler.storage.read_options`: no pre-buffering
+    of local files); empty when it has none (or this version of scaler
+    has neither). Taken from scaler itself, so that the reference reads
+    follow its rules."""
     from scaler import pipeline, storage
 
+    out: dict[str, Any] = {}
+    if hasattr(storage, "read_options"):
+        out.update(storage.read_options(storage.get_fs(url)[0]))
     if not hasattr(storage, "group_bytes"):
-        return {}
+        return out
     info: dict[str, Any] = {}
     storage.read_dataset(url, info=info)
     if hasattr(pipeline, "_group_bytes_for"):
@@ -215,10 +220,10 @@ def scaler_grouping(client: Any, url: str) -> dict[str, Any]:
         threads = sum(int(w["nthreads"]) for w in workers)
         gb = storage.group_bytes(info.get("file_bytes"), 2 * threads)
     if not gb:
-        return {}
+        return out
     if hasattr(storage, "grouping_options"):
-        return storage.grouping_options(gb)
-    return {"split_row_groups": "adaptive", "blocksize": gb, "aggregate_files": True}
+        return {**storage.grouping_options(gb), **out}
+    return {"split_row_groups": "adaptive", "blocksize": gb, "aggregate_files": True, **out}
 
 
 def plain_read_default_cluster(
@@ -233,7 +238,7 @@ def plain_read_default_cluster(
     shape of scaler's (scaler's own sets its workers' Arrow memory pool,
     :func:`scaler.cluster.worker_env`): the preprocessing target is taken
     against the fastest of all the reads. With ``read_kw`` (scaler's
-    grouping of small files), as many reads again with those options."""
+    read options), as many reads again with those options."""
     from distributed import Client, LocalCluster
 
     with (
@@ -325,7 +330,9 @@ def scaler_side(a: argparse.Namespace) -> None:
         log(f"plain parallel read {res['plain_read_before']}")
         if grouping:
             res["plain_read_grouped_before"] = plain_read(client, a.data, grouping)
-            log(f"plain parallel read with scaler's grouping {res['plain_read_grouped_before']}")
+            log(
+                f"plain parallel read with scaler's read options {res['plain_read_grouped_before']}"
+            )
         cfg = run_config(
             a.data, a.out, workers=a.workers, threads=a.threads, memory_limit=a.memory_limit
         )
@@ -347,7 +354,7 @@ def scaler_side(a: argparse.Namespace) -> None:
         log(f"plain parallel read {res['plain_read_after']}")
         if grouping:
             res["plain_read_grouped_after"] = plain_read(client, a.data, grouping)
-            log(f"plain parallel read with scaler's grouping {res['plain_read_grouped_after']}")
+            log(f"plain parallel read with scaler's read options {res['plain_read_grouped_after']}")
         res["status"] = "ok"
     except Exception as e:  # noqa: BLE001 - reported, not hidden
         res.update(status="error", error=f"{type(e).__name__}: {e}")
