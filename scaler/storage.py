@@ -69,7 +69,7 @@ from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
-from fsspec.implementations.cached import SimpleCacheFileSystem
+from fsspec.implementations.cached import WholeFileCacheFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from scaler.config import redact
@@ -114,9 +114,9 @@ WRITING = "_WRITING"
 OUTPUT_FORMAT = "scaler-output"
 CACHE_MODES = ("none", "local")
 _FOOTER_BLOCK = 1 << 16
-# Filesystems whose files read_dataset reads from local disk (simplecache holds
-# whole files there).
-_LOCAL_READS = (LocalFileSystem, SimpleCacheFileSystem)
+# Filesystems whose files read_dataset reads from local disk (filecache and
+# simplecache, its subclass, hold whole files there).
+_LOCAL_READS = (LocalFileSystem, WholeFileCacheFileSystem)
 # What dask.dataframe.read_parquet reads in a folder; other files are ignored.
 PARQUET_EXTENSIONS = (".parq", ".parquet", ".pq")
 # Files smaller than this (uncompressed, as their footers say) may be read
@@ -587,12 +587,23 @@ def grouping_options(group_bytes: int) -> dict[str, Any]:
 
 def read_options(fs: Any) -> dict[str, Any]:
     """The ``dd.read_parquet`` options :func:`read_dataset` adds for files
-    on the filesystem ``fs``. Arrow's pre-buffering coalesces a file's
-    column chunks into a few large reads, which pays on object stores;
-    from a local disk (or the local cache, which holds whole files) it only
-    copies each file into new buffers before decoding it, so it is off
-    there."""
-    return {"read": {"pre_buffer": False}} if isinstance(fs, _LOCAL_READS) else {}
+    on the filesystem ``fs``. Arrow's pre-buffering fetches all the column
+    chunks of a row group up front, coalesced into a few large reads: that
+    pays on object stores, where each read is a request, and is kept there.
+    From a local disk (or a local cache of whole files) it only adds a copy
+    of the chunks before they are decoded, so it is off there: for plain
+    reads (``read``) and for reads with row filters, which Dask makes
+    through ``pyarrow.dataset`` (``dataset``: the file format's scan
+    options)."""
+    if not isinstance(fs, _LOCAL_READS):
+        return {}
+    import pyarrow.dataset as pa_ds
+
+    scan = pa_ds.ParquetFragmentScanOptions(pre_buffer=False)
+    return {
+        "read": {"pre_buffer": False},
+        "dataset": {"format": pa_ds.ParquetFileFormat(default_fragment_scan_options=scan)},
+    }
 
 
 def _arrow_float(t: Any) -> Any:
@@ -660,6 +671,9 @@ def read_dataset(
     decoded them into, where a NumPy-backed frame copies them into one
     2-D block. Other columns are converted as usual.
 
+    Files on local disk, and those read through the local cache, are read
+    without Arrow's pre-buffering (:func:`read_options`).
+
     Examples
     --------
     >>> from scaler import read_dataset
@@ -684,7 +698,6 @@ def read_dataset(
     grouping: dict[str, Any] = {}
     if group_bytes and not hive and len(details) > 1:
         grouping = grouping_options(group_bytes)
-    grouping.update(read_options(fs))
     if check:
         metas = check_files(fs, details)
         if info is not None:
@@ -705,6 +718,7 @@ def read_dataset(
                 filters=(flt or None) if with_filters else None,
                 storage_options=so,
                 **grouping,
+                **read_options(fs),  # new each time: Dask adds to the dicts it is given
                 **({"arrow_to_pandas": _ArrowToPandas()} if arrow_floats else {}),
             )
         except Exception as e:  # noqa: BLE001

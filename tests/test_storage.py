@@ -227,29 +227,66 @@ def test_prune_cache_removes_only_other_versions_unused_for_the_given_days(tmp_p
     assert storage.prune_cache(str(tmp_path / "none" / ("1" * 32)), 30) == []  # no cache yet
 
 
-def _read_kwargs(df):
-    return df.expr.operand("kwargs").get("read", {})
+@pytest.fixture
+def arrow_reads(monkeypatch):
+    """The pre_buffer setting of every Parquet file Dask's reader opens in
+    this process: through ``pq.ParquetFile`` (plain reads) or through
+    ``pyarrow.dataset`` (reads with row filters)."""
+    import pyarrow.dataset as pa_ds
+    import pyarrow.parquet as pq
+
+    seen = []
+
+    class Recording(pq.ParquetFile):
+        def __init__(self, *args, **kwargs):
+            seen.append(("file", kwargs.get("pre_buffer", True)))
+            super().__init__(*args, **kwargs)
+
+    dataset = pa_ds.dataset
+
+    def recording_dataset(*args, **kwargs):
+        fmt = kwargs.get("format")
+        opts = getattr(fmt, "default_fragment_scan_options", None)
+        seen.append(("dataset", opts.pre_buffer if opts is not None else True))
+        return dataset(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", Recording)
+    monkeypatch.setattr(pa_ds, "dataset", recording_dataset)
+    return seen
 
 
-def test_local_files_are_read_without_pre_buffering_and_remote_ones_with_it(tmp_path, s3, client):
-    # Arrow's pre-buffering pays on object stores; a local file (or a whole
-    # file in the local cache) it only copies into new buffers first.
+def test_local_files_are_read_without_pre_buffering_and_remote_ones_with_it(
+    tmp_path, s3, arrow_reads
+):
+    # Arrow's pre-buffering pays on object stores; from a local file (or a
+    # whole file in the local cache) it only adds a copy before decoding.
+    import dask
+
     url = _numbered_files(tmp_path / "d", 4, 1000)
-    want = pd.concat([pd.read_parquet(f) for f in sorted((tmp_path / "d").iterdir())])
-    want = want.reset_index(drop=True)
+    files = sorted((tmp_path / "d").iterdir())
+    want = pd.concat([pd.read_parquet(f) for f in files]).reset_index(drop=True)
     so = s3.storage_options
-    remote_url = f"s3://scaler-data/prebuffer-{uuid.uuid4().hex[:8]}"
-    for i, f in enumerate(sorted((tmp_path / "d").iterdir())):
-        storage.write_bytes(f"{remote_url}/part-{i}.parquet", f.read_bytes(), so)
-    local = storage.read_dataset(url)
-    remote = storage.read_dataset(remote_url, storage_options=so)
-    cached = storage.read_dataset(
-        remote_url, storage_options=so, cache="local", cache_dir=str(tmp_path / "cache")
-    )
-    assert _read_kwargs(local) == {"pre_buffer": False}
-    assert "pre_buffer" not in _read_kwargs(remote)  # Arrow's default
-    assert _read_kwargs(cached) == {"pre_buffer": False}
-    with client.as_current():
-        for df in (local, remote, cached):
-            pd.testing.assert_frame_equal(df.compute().reset_index(drop=True), want)
-    assert len([f for f in (tmp_path / "cache").rglob("*") if f.is_file()]) >= 4  # read cached
+    remote = f"s3://scaler-data/prebuffer-{uuid.uuid4().hex[:8]}"
+    for i, f in enumerate(files):
+        storage.write_bytes(f"{remote}/part-{i}.parquet", f.read_bytes(), so)
+    cache = tmp_path / "cache"
+    reads = {
+        "local": lambda **kw: storage.read_dataset(url, **kw),
+        "file://": lambda **kw: storage.read_dataset(f"file://{url}", **kw),
+        "remote": lambda **kw: storage.read_dataset(remote, storage_options=so, **kw),
+        "cached": lambda **kw: storage.read_dataset(
+            remote, storage_options=so, cache="local", cache_dir=str(cache), check=False, **kw
+        ),
+    }
+    with dask.config.set(scheduler="sync"):  # the reads run in this process
+        for name, read in reads.items():
+            for filters, expect in ((None, want), ([["id", ">=", 2500]], want[want.id >= 2500])):
+                df = read(filters=filters)
+                arrow_reads.clear()  # what reading the partitions opens, not the footers
+                got = df.compute().reset_index(drop=True)
+                pd.testing.assert_frame_equal(got, expect.reset_index(drop=True))
+                opened = {how for how, _ in arrow_reads}
+                assert opened == ({"dataset"} if filters else {"file"}), (name, arrow_reads)
+                buffered = {pre for _, pre in arrow_reads}
+                assert buffered == {name == "remote"}, (name, filters, arrow_reads)
+    assert len([f for f in cache.rglob("*") if f.is_file()]) >= 4  # read through the cache
