@@ -187,7 +187,9 @@ def plain_read(client: Any, url: str, read_kw: dict[str, Any] | None = None) -> 
     import dask.dataframe as dd
 
     t = time.perf_counter()
-    ddf = dd.read_parquet(url, **(read_kw or {}))
+    # a copy of each option's dict: Dask adds to the ones it is given
+    kw = {k: dict(v) if isinstance(v, dict) else v for k, v in (read_kw or {}).items()}
+    ddf = dd.read_parquet(url, **kw)
     sizes = dask.compute(*[dask.delayed(_touch_partition)(p) for p in ddf.to_delayed()])
     return {
         "seconds": round(time.perf_counter() - t, 3),
@@ -224,6 +226,20 @@ def scaler_grouping(client: Any, url: str) -> dict[str, Any]:
     if hasattr(storage, "grouping_options"):
         return {**storage.grouping_options(gb), **out}
     return {"split_row_groups": "adaptive", "blocksize": gb, "aggregate_files": True, **out}
+
+
+def _described(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for the JSON result: the pyarrow objects in them (the
+    file format of :func:`scaler.storage.read_options`) as their settings."""
+    out = dict(options)
+    fmt = out.get("dataset", {}).get("format")
+    if fmt is not None:
+        scan = fmt.default_fragment_scan_options
+        out["dataset"] = {
+            **out["dataset"],
+            "format": {"parquet_scan_options": {"pre_buffer": scan.pre_buffer}},
+        }
+    return out
 
 
 def plain_read_default_cluster(
@@ -325,7 +341,7 @@ def scaler_side(a: argparse.Namespace) -> None:
     )
     try:
         grouping = scaler_grouping(client, a.data)
-        res["read_grouping"] = grouping
+        res["read_grouping"] = _described(grouping)
         res["plain_read_before"] = plain_read(client, a.data)
         log(f"plain parallel read {res['plain_read_before']}")
         if grouping:
@@ -371,7 +387,7 @@ def scaler_side(a: argparse.Namespace) -> None:
                 res["cluster"]["started_workers"],
                 res["cluster"]["started_threads"][0],
                 a.memory_limit,
-                read_kw=res.get("read_grouping") or None,
+                read_kw=grouping or None,
             )
             log(
                 f"plain parallel read, Dask's default LocalCluster {res['plain_read_default_cluster']}"
