@@ -239,7 +239,7 @@ def arrow_reads(monkeypatch):
 
     class Recording(pq.ParquetFile):
         def __init__(self, *args, **kwargs):
-            seen.append(("file", kwargs.get("pre_buffer", True)))
+            seen.append(("file", kwargs.get("pre_buffer")))  # Dask always passes it
             super().__init__(*args, **kwargs)
 
     dataset = pa_ds.dataset
