@@ -282,6 +282,7 @@ def run_size(rows: int, a: argparse.Namespace, tag: str) -> dict[str, Any]:
                     for k in (
                         "status",
                         "timings",
+                        "train_split_s",
                         "auc",
                         "load_before",
                         "plain_read_before",
