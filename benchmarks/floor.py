@@ -31,7 +31,6 @@ float64 statistics. Writes ``<out>/floor-<rows>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -200,23 +199,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=os.path.join(here, "results"))
     a = ap.parse_args(argv)
     import scaler
-    from benchmarks.run import MEMORY_ENV, machine_info, versions
+    from benchmarks.run import MEMORY_ENV, save_result
 
     data = os.path.join(a.data_dir, f"rows-{a.rows}")
     scaler.make_dataset(data, rows=a.rows, n_features=50, files=16)  # reused when present
     res = {"rows": a.rows, **measure(data, a.threads, a.repeat)}
     res["command"] = "python -m benchmarks.floor " + " ".join(argv)
-    res["machine"], res["versions"] = machine_info(), versions()
     keys = {*WORKER_ENV, *MEMORY_ENV}
     res["environment"] = {k: os.environ[k] for k in sorted(keys) if k in os.environ}
-    os.makedirs(a.out, exist_ok=True)
-    stem = os.path.join(a.out, f"floor-{a.rows}")
-    with open(stem + ".json", "w") as f:
-        json.dump(res, f, indent=2)
-    md = markdown(res)
-    with open(stem + ".md", "w") as f:
-        f.write(md)
-    print(md)
+    save_result(a.out, f"floor-{a.rows}", res, markdown)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,21 @@ def versions() -> dict[str, str]:
     return out
 
 
+def save_result(out_dir: str, name: str, res: dict[str, Any], markdown: Any) -> None:
+    """Add the machine and the versions to ``res``, write it to
+    ``<out_dir>/<name>.json`` and ``markdown(res)`` to ``<name>.md``, and
+    print the markdown (the one-process scripts' results)."""
+    res["machine"], res["versions"] = machine_info(), versions()
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, name)
+    with open(stem + ".json", "w") as f:
+        json.dump(res, f, indent=2)
+    md = markdown(res)
+    with open(stem + ".md", "w") as f:
+        f.write(md)
+    print(md)
+
+
 # ------------------------------------------------------------------ one size
 def pin_scaler(ref: str, data_dir: str) -> dict[str, str]:
     """Extract ``scaler/`` of git ``ref`` into ``data_dir/src/<sha>`` so that a

@@ -27,15 +27,14 @@ from ``OMP_NUM_THREADS``, which Dask's nannies set to 1, and XGBoost never
 runs more OpenMP threads than that, whatever ``nthread`` says
 (``common::OmpGetNumThreads``). ``xgboost.dask`` raises it for its tasks
 with ``xgboost.config_context(nthread=...)``; so does the worker task here.
-Without it, the task boosted on one core (11.2 to 11.9 s against 6.3 to
-7.4 s; 2M rows, 2 cores), except on a thread where an ``xgboost.dask``
-task had run before. Writes ``<out>/trainfloor-<rows>.json`` and ``.md``.
+Without it, the same task boosted on one core (11.2 to 11.9 s against 6.3
+to 7.4 s with it, in a one-off run on 2M rows and 2 cores), except on a
+thread where an ``xgboost.dask`` task had run before. Writes ``<out>/trainfloor-<rows>.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -132,7 +131,7 @@ def measure(data: str, repeat: int) -> dict[str, Any]:
     for side in ("scaler", "worker", "process"):
         rs = [r for r in runs if r["side"] == side]
         med[side] = {
-            k: round(statistics.median(r[k] for r in rs), 3)
+            k: round(statistics.median(r[k] for r in rs), 4)
             for k in ("total", "matrix", "boost")
             if k in rs[0]
         }
@@ -191,21 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     data = os.path.join(a.data_dir, f"rows-{a.rows}")
     if not os.path.isdir(data):
         ap.error(f"no data at {data}: run python -m benchmarks.run --rows {a.rows} first")
-    from benchmarks.run import MEMORY_ENV, machine_info, versions
+    from benchmarks.run import MEMORY_ENV, save_result
 
     res = {"rows": a.rows, **measure(data, a.repeat)}
     env = "".join(f"{k}={shlex.quote(os.environ[k])} " for k in MEMORY_ENV if k in os.environ)
     res["command"] = env + "python -m benchmarks.trainfloor " + " ".join(argv)
-    res["machine"], res["versions"] = machine_info(), versions()
     res["environment"] = {k: os.environ[k] for k in sorted(MEMORY_ENV) if k in os.environ}
-    os.makedirs(a.out, exist_ok=True)
-    stem = os.path.join(a.out, f"trainfloor-{a.rows}")
-    with open(stem + ".json", "w") as f:
-        json.dump(res, f, indent=2)
-    md = markdown(res)
-    with open(stem + ".md", "w") as f:
-        f.write(md)
-    print(md)
+    save_result(a.out, f"trainfloor-{a.rows}", res, markdown)
 
 
 if __name__ == "__main__":
