@@ -453,7 +453,8 @@ def compare(res: dict[str, Any]) -> dict[str, Any]:
                     "value": sv / bv,
                     "holds": sv <= bv,
                 }
-    boost = (b.get("train_split_s") or {}).get("boost")
+    split = b.get("train_split_s") or {}
+    boost = None if split.get("evaluated") else split.get("boost")
     if b_ok and boost and plain:
         # scaler boosts the same rows, rounds and parameters on the same cores, and
         # reads the data at least once: its total cannot go much below this
