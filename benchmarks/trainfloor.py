@@ -14,8 +14,9 @@ prepared once (``scaler.prepare``); then, ``--repeat`` times, in turn:
   ``xgboost.QuantileDMatrix`` and ``xgboost.train`` with the same
   parameters on every thread of the worker, glibc's heap kept while
   boosting as scaler keeps it; no scheduler, no collective;
-* **process**: the same in the client process (a plain process, glibc's
-  defaults), on the features gathered there before the clock.
+* **process**: the same in the client process (no Dask worker: glibc's
+  defaults, though the scheduler runs there too), on the features
+  gathered there before the clock.
 
 "matrix" is the sample's bin edges plus the binning; "boost" the 100
 rounds. The difference between scaler and worker is what Dask and
@@ -73,14 +74,13 @@ def _alone(parts: list[Any], params: dict[str, Any], rounds: int, sample_rows: i
         kw = {"max_bin": max_bin} if max_bin else {}
         dtrain = xgb.QuantileDMatrix(X, y, ref=_SampleCuts(rows, max_bin), nthread=threads, **kw)
         out["matrix"] = time.perf_counter() - t0
-        held = _heap.keep()
+        _heap.keep()  # as scaler's _HeapForTraining: a no-op where glibc's defaults hold
         try:
             t0 = time.perf_counter()
             xgb.train({**params, "nthread": threads}, dtrain, rounds)
             out["boost"] = time.perf_counter() - t0
         finally:
-            if held:
-                _heap.release()
+            _heap.release()
     out["threads"] = threads
     return out
 
@@ -106,6 +106,8 @@ def measure(data: str, repeat: int) -> dict[str, Any]:
         import xgboost.dask  # noqa: F401
 
         prep = scaler.prepare(cfg, client=client, progress=False, echo=lambda s: None)
+        # the persisted training parts, one future per partition (Client.futures_of
+        # finds none in a persisted dask-expr frame)
         futures = prep._futures["train"]
         local = client.gather(futures)
         sample = rc.model.bin_sample_rows
@@ -137,6 +139,7 @@ def measure(data: str, repeat: int) -> dict[str, Any]:
         }
     return {
         "train_rows": prep.counts["train"],
+        "features": len(prep.preprocessor.output_columns),
         "params": params,
         "rounds": rounds,
         "bin_sample_rows": sample,
@@ -153,7 +156,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "### scaler's train stage against XGBoost alone, same features, same cluster",
         "",
-        f"{res['train_rows']:,} training rows x 20 features, {res['rounds']} rounds; "
+        f"{res['train_rows']:,} training rows x {res.get('features', 20)} features, "
+        f"{res['rounds']} rounds; "
         f"median of {res['repeat']} runs each, in turn; `{res['command']}`",
         "",
         "| where | matrix (s) | boost (s) | total (s) | / scaler |",
