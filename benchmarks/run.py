@@ -149,6 +149,12 @@ def versions() -> dict[str, str]:
     return out
 
 
+def env_prefix() -> str:
+    """The memory variables of this environment (:data:`MEMORY_ENV`) as they
+    go in front of a recorded command."""
+    return "".join(f"{k}={shlex.quote(os.environ[k])} " for k in MEMORY_ENV if k in os.environ)
+
+
 def save_result(out_dir: str, name: str, res: dict[str, Any], markdown: Any) -> None:
     """Add the machine and the versions to ``res``, write it to
     ``<out_dir>/<name>.json`` and ``markdown(res)`` to ``<name>.md``, and
@@ -775,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(float(x)) for x in a.rows.split(",") if x.strip()]
     os.makedirs(a.out, exist_ok=True)
     # the memory settings in the environment are part of how to reproduce it
-    env = "".join(f"{k}={shlex.quote(os.environ[k])} " for k in MEMORY_ENV if k in os.environ)
+    env = env_prefix()
     command = f"{env}python -m benchmarks.run " + " ".join(
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
     )

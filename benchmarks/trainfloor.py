@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -194,11 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     data = os.path.join(a.data_dir, f"rows-{a.rows}")
     if not os.path.isdir(data):
         ap.error(f"no data at {data}: run python -m benchmarks.run --rows {a.rows} first")
-    from benchmarks.run import MEMORY_ENV, save_result
+    from benchmarks.run import MEMORY_ENV, env_prefix, save_result
 
     res = {"rows": a.rows, **measure(data, a.repeat)}
-    env = "".join(f"{k}={shlex.quote(os.environ[k])} " for k in MEMORY_ENV if k in os.environ)
-    res["command"] = env + "python -m benchmarks.trainfloor " + " ".join(argv)
+    res["command"] = env_prefix() + "python -m benchmarks.trainfloor " + " ".join(argv)
     res["environment"] = {k: os.environ[k] for k in sorted(MEMORY_ENV) if k in os.environ}
     save_result(a.out, f"trainfloor-{a.rows}", res, markdown)
 
